@@ -1,0 +1,246 @@
+// The llama architecture family: RMSNorm, RoPE, grouped-query attention,
+// SwiGLU FFN, tied or separate output head.
+//
+// A layer reads like a recipe:
+//   xb = rms_norm(h) ; q,k,v = Wq xb, Wk xb, Wv xb ; rope(q, k) ; cache k, v
+//   att = softmax(q K^T / sqrt(hd)) V ; h += Wo att
+//   xb = rms_norm(h) ; h += Wdown (silu(Wgate xb) * Wup xb)
+// Weights are used in place from the GGUF mapping, in whatever type the file
+// stores (the matmul kernel handles each type).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tandem/gguf/quant.hpp"
+#include "tandem/gguf/reader.hpp"
+#include "tandem/model/architecture.hpp"
+#include "tandem/model/tmp_ops.hpp"
+
+namespace tandem {
+
+class LlamaArchitecture final : public Architecture {
+public:
+    /// Binds the tensors of the blocks in `bound` (others may be absent from `file`).
+    LlamaArchitecture(const GgufFile& file, ModelConfig config, BlockRange bound)
+        : config_(std::move(config)), bound_(bound), layers_(static_cast<std::size_t>(config_.n_layers)) {
+        const auto& c = config_;
+        for (std::int64_t b = bound.begin; b < bound.end; ++b) {
+            const auto ref = block_ref(c, b);
+            switch (ref.kind) {
+                case BlockKind::Embedding: token_embd_ = bind(file, "token_embd.weight", c.dim, c.n_vocab); break;
+                case BlockKind::Attention: {
+                    auto& L = layers_[static_cast<std::size_t>(ref.layer)];
+                    const auto p = "blk." + std::to_string(ref.layer) + ".";
+                    L.attn_norm = bind_norm(file, p + "attn_norm.weight");
+                    L.wq = bind(file, p + "attn_q.weight", c.dim, c.q_dim());
+                    L.wk = bind(file, p + "attn_k.weight", c.dim, c.kv_dim());
+                    L.wv = bind(file, p + "attn_v.weight", c.dim, c.kv_dim());
+                    L.wo = bind(file, p + "attn_output.weight", c.q_dim(), c.dim);
+                    break;
+                }
+                case BlockKind::Ffn: {
+                    auto& L = layers_[static_cast<std::size_t>(ref.layer)];
+                    const auto p = "blk." + std::to_string(ref.layer) + ".";
+                    L.ffn_norm = bind_norm(file, p + "ffn_norm.weight");
+                    L.w_gate = bind(file, p + "ffn_gate.weight", c.dim, c.ffn_dim);
+                    L.w_up = bind(file, p + "ffn_up.weight", c.dim, c.ffn_dim);
+                    L.w_down = bind(file, p + "ffn_down.weight", c.ffn_dim, c.dim);
+                    break;
+                }
+                case BlockKind::Head:
+                    output_norm_ = bind_norm(file, "output_norm.weight");
+                    output_ = bind(file, c.tied_output ? "token_embd.weight" : "output.weight", c.dim, c.n_vocab);
+                    break;
+            }
+        }
+    }
+
+    const ModelConfig& config() const noexcept override { return config_; }
+
+    std::vector<std::string> block_tensors(std::int64_t b) const override {
+        const auto ref = block_ref(config_, b);
+        const auto p = "blk." + std::to_string(ref.layer) + ".";
+        switch (ref.kind) {
+            case BlockKind::Embedding: return {"token_embd.weight"};
+            case BlockKind::Attention:
+                return {p + "attn_norm.weight", p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight",
+                        p + "attn_output.weight"};
+            case BlockKind::Ffn:
+                return {p + "ffn_norm.weight", p + "ffn_gate.weight", p + "ffn_up.weight", p + "ffn_down.weight"};
+            case BlockKind::Head:
+                return {"output_norm.weight", config_.tied_output ? "token_embd.weight" : "output.weight"};
+        }
+        return {};
+    }
+
+    void embed(std::span<const std::int32_t> tokens, Activations& h) const override {
+        const auto& w = need(token_embd_, "token_embd.weight");
+        h.resize(static_cast<Eigen::Index>(tokens.size()), config_.dim);
+        for (std::size_t i = 0; i < tokens.size(); ++i) {
+            const auto t = tokens[i];
+            if (t < 0 || t >= config_.n_vocab)
+                throw ConfigError("token id " + std::to_string(t) + " outside the vocabulary of " +
+                                  std::to_string(config_.n_vocab));
+            dequantize_row(w.type, w.data + static_cast<std::size_t>(t) * w.row_bytes, h.row(static_cast<Eigen::Index>(i)).data(),
+                           config_.dim);
+        }
+    }
+
+    void attention(std::int64_t layer, Activations& h, const Batch& batch, KvStore& kv, Workspace& ws,
+                   ThreadPool& pool) const override {
+        const auto& c = config_;
+        const auto& L = layers_[static_cast<std::size_t>(layer)];
+        need(L.wq, "attention weights of layer " + std::to_string(layer));
+        const std::int64_t n = h.rows();
+        const std::int64_t dim = c.dim, hd = c.head_dim, kvd = c.kv_dim(), qd = c.q_dim();
+        float* xb = Workspace::sized(ws.xb, n * dim);    // (n, dim)
+        float* q = Workspace::sized(ws.q, n * qd);       // (n, q_dim)
+        float* k = Workspace::sized(ws.k, n * kvd);      // (n, kv_dim)
+        float* v = Workspace::sized(ws.v, n * kvd);      // (n, kv_dim)
+        float* att = Workspace::sized(ws.att, n * qd);   // (n, q_dim)
+        float* proj = Workspace::sized(ws.proj, n * dim);  // (n, dim)
+
+        for (std::int64_t t = 0; t < n; ++t) rms_norm(h.row(t).data(), L.attn_norm, xb + t * dim, dim, c.norm_eps);
+        matmul(L.wq, xb, n, q, pool);
+        matmul(L.wk, xb, n, k, pool);
+        matmul(L.wv, xb, n, v, pool);
+
+        // RoPE, then append k and v to each token's sequence cache.
+        for (std::int64_t t = 0; t < n; ++t) {
+            const std::int64_t pos = batch.positions[static_cast<std::size_t>(t)];
+            rope_inplace(q + t * qd, c.n_heads, hd, c.rope_dims, pos, c.rope_freq_base, c.rope_freq_scale, c.rope_layout);
+            rope_inplace(k + t * kvd, c.n_kv_heads, hd, c.rope_dims, pos, c.rope_freq_base, c.rope_freq_scale,
+                         c.rope_layout);
+            auto& cache = kv.at(batch.seq_ids[static_cast<std::size_t>(t)]);
+            cache.reserve(pos + 1);
+            std::memcpy(cache.k(layer, pos), k + t * kvd, static_cast<std::size_t>(kvd) * sizeof(float));
+            std::memcpy(cache.v(layer, pos), v + t * kvd, static_cast<std::size_t>(kvd) * sizeof(float));
+            cache.mark_filled(pos);
+        }
+
+        // Each (token, head) attends over positions [0, pos] of its sequence.
+        const std::int64_t group = c.n_heads / c.n_kv_heads;
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        std::int64_t max_pos = 0;
+        for (auto p : batch.positions) max_pos = std::max<std::int64_t>(max_pos, p);
+        Workspace::sized(ws.scores, static_cast<std::int64_t>(pool.size()) * (max_pos + 1));
+        pool.run([&](unsigned tid, unsigned nt) {
+            float* sc = ws.scores.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(max_pos + 1);
+            for (std::int64_t job = tid; job < n * c.n_heads; job += nt) {
+                const std::int64_t t = job / c.n_heads, hh = job % c.n_heads, g = hh / group;
+                const std::int64_t pos = batch.positions[static_cast<std::size_t>(t)];
+                const KvCache& cache = kv.at(batch.seq_ids[static_cast<std::size_t>(t)]);
+                const float* qh = q + t * qd + hh * hd;
+                float mx = -INFINITY;
+                for (std::int64_t p = 0; p <= pos; ++p) {
+                    const float* kp = cache.k(layer, p) + g * hd;
+                    float s = 0;
+                    for (std::int64_t i = 0; i < hd; ++i) s += qh[i] * kp[i];
+                    sc[p] = s * scale;
+                    mx = std::max(mx, sc[p]);
+                }
+                float sum = 0;
+                for (std::int64_t p = 0; p <= pos; ++p) {
+                    sc[p] = std::exp(sc[p] - mx);
+                    sum += sc[p];
+                }
+                float* out = att + t * qd + hh * hd;
+                for (std::int64_t i = 0; i < hd; ++i) out[i] = 0;
+                for (std::int64_t p = 0; p <= pos; ++p) {
+                    const float a = sc[p] / sum;
+                    const float* vp = cache.v(layer, p) + g * hd;
+                    for (std::int64_t i = 0; i < hd; ++i) out[i] += a * vp[i];
+                }
+            }
+        });
+
+        matmul(L.wo, att, n, proj, pool);
+        h += Eigen::Map<const Activations>(proj, n, dim);
+    }
+
+    void ffn(std::int64_t layer, Activations& h, Workspace& ws, ThreadPool& pool) const override {
+        const auto& c = config_;
+        const auto& L = layers_[static_cast<std::size_t>(layer)];
+        need(L.w_gate, "FFN weights of layer " + std::to_string(layer));
+        const std::int64_t n = h.rows(), dim = c.dim, f = c.ffn_dim;
+        float* xb = Workspace::sized(ws.xb, n * dim);      // (n, dim)
+        float* gate = Workspace::sized(ws.gate, n * f);    // (n, ffn)
+        float* up = Workspace::sized(ws.up, n * f);        // (n, ffn)
+        float* proj = Workspace::sized(ws.proj, n * dim);  // (n, dim)
+        for (std::int64_t t = 0; t < n; ++t) rms_norm(h.row(t).data(), L.ffn_norm, xb + t * dim, dim, c.norm_eps);
+        matmul(L.w_gate, xb, n, gate, pool);
+        matmul(L.w_up, xb, n, up, pool);
+        for (std::int64_t i = 0; i < n * f; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+        matmul(L.w_down, gate, n, proj, pool);
+        h += Eigen::Map<const Activations>(proj, n, dim);
+    }
+
+    void head(const Activations& h, std::span<const std::int64_t> rows, Activations& logits, Workspace& ws,
+              ThreadPool& pool) const override {
+        const auto& c = config_;
+        const auto& w = need(output_, "output head");
+        const auto n = static_cast<std::int64_t>(rows.size());
+        float* xb = Workspace::sized(ws.xb, n * c.dim);  // (n_out, dim)
+        for (std::int64_t i = 0; i < n; ++i)
+            rms_norm(h.row(rows[static_cast<std::size_t>(i)]).data(), output_norm_, xb + i * c.dim, c.dim, c.norm_eps);
+        logits.resize(n, c.n_vocab);
+        matmul(w, xb, n, logits.data(), pool);
+    }
+
+private:
+    struct Layer {
+        const float* attn_norm = nullptr;  // (dim)
+        WeightView wq, wk, wv, wo;
+        const float* ffn_norm = nullptr;   // (dim)
+        WeightView w_gate, w_up, w_down;
+    };
+
+    WeightView bind(const GgufFile& f, const std::string& name, std::int64_t cols, std::int64_t rows) {
+        const auto& t = f.tensor(name);
+        if (t.shape.size() != 2 || static_cast<std::int64_t>(t.shape[0]) != cols ||
+            static_cast<std::int64_t>(t.shape[1]) != rows)
+            throw FormatError(f.name(), f.data_offset() + t.offset,
+                              "tensor '" + name + "' has shape " + shape_string(t.shape) + ", expected [" +
+                                  std::to_string(cols) + ", " + std::to_string(rows) + "]");
+        return weight_view(t);
+    }
+
+    // Norm weights are tiny: keep an F32 copy whatever the file stores.
+    const float* bind_norm(const GgufFile& f, const std::string& name) {
+        const auto& t = f.tensor(name);
+        if (t.n_elements() != static_cast<std::uint64_t>(config_.dim))
+            throw FormatError(f.name(), f.data_offset() + t.offset,
+                              "tensor '" + name + "' has shape " + shape_string(t.shape) + ", expected [" +
+                                  std::to_string(config_.dim) + "]");
+        auto& v = norms_.emplace_back(static_cast<std::size_t>(config_.dim));
+        dequantize_row(t.type, t.data.data(), v.data(), config_.dim);
+        return v.data();
+    }
+
+    static std::string shape_string(const std::vector<std::uint64_t>& s) {
+        std::string out = "[";
+        for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+        return out + "]";
+    }
+
+    const WeightView& need(const WeightView& w, const std::string& what) const {
+        if (w.data == nullptr)
+            throw ConfigError(what + " not loaded: block outside this slice's range " + to_string(bound_));
+        return w;
+    }
+
+    ModelConfig config_;
+    BlockRange bound_;
+    WeightView token_embd_, output_;
+    const float* output_norm_ = nullptr;
+    std::vector<Layer> layers_;
+    std::deque<std::vector<float>> norms_;  // stable addresses
+};
+
+}  // namespace tandem
