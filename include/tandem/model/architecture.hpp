@@ -27,6 +27,12 @@ public:
     /// GGUF tensor names block `b` reads (what a worker must receive to run it).
     virtual std::vector<std::string> block_tensors(std::int64_t b) const = 0;
 
+    /// Extra tensors (beyond the hidden state) block `b` makes for later,
+    /// non-adjacent blocks, and those it needs from earlier ones. None in llama;
+    /// BLOOM-style models make an attention bias once and use it in every layer.
+    virtual std::vector<std::string> block_produces(std::int64_t /*b*/) const { return {}; }
+    virtual std::vector<std::string> block_consumes(std::int64_t /*b*/) const { return {}; }
+
     /// tokens (n) -> h (n, dim)
     virtual void embed(std::span<const std::int32_t> tokens, Activations& h) const = 0;
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <span>
+#include <string>
 #include <vector>
 
 #include <Eigen/Core>
@@ -26,6 +27,9 @@ struct Batch {
     std::vector<SeqId> seq_ids;          // (n)
     std::vector<std::uint8_t> want_logits; // (n) 1 where the head must produce logits; empty = last token of each sequence
     Activations logits;                  // (n_out, n_vocab), rows in batch order of the wanted tokens
+    // Tensors a block makes for a non-adjacent later block (e.g. an attention
+    // bias), by name; the pipeline routes each straight to its consumers.
+    std::map<std::string, Activations> extras;
 
     std::int64_t size() const noexcept { return static_cast<std::int64_t>(positions.size()); }
 

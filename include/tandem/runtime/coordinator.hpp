@@ -1,0 +1,236 @@
+// The coordinator: the pipeline's "header" device. It owns the requests
+// (prompt and generated tokens, sampler state), admits them under the
+// scheduler's limit of K in flight, sends each step to the device running the
+// embedding, samples from the logits that come back from the last device, and
+// runs actions (moving blocks) at step boundaries when asked.
+//
+// A request has at most one step in the pipeline at a time (decoding is
+// autoregressive); K requests in flight keep up to K devices busy at once.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <asio/awaitable.hpp>
+
+#include "tandem/model/sampler.hpp"
+#include "tandem/runtime/routing.hpp"
+#include "tandem/runtime/trace.hpp"
+#include "tandem/scheduler/scheduler.hpp"
+#include "tandem/transport/transport.hpp"
+
+namespace tandem {
+
+struct RequestSpec {
+    std::vector<std::int32_t> prompt;   // token ids, BOS included where the model wants it
+    std::int32_t max_tokens = 64;
+    SamplerConfig sampler{};
+    std::vector<std::int32_t> stop_tokens;
+    /// Sees each generated token as soon as it is sampled; return false to stop.
+    std::function<bool(RequestId, std::int32_t)> on_token;
+    /// Sees the logits (n_vocab) of every step before sampling (tests, tools).
+    std::function<void(RequestId, std::span<const float>)> on_logits;
+};
+
+struct RequestResult {
+    RequestId id = 0;
+    std::vector<std::int32_t> tokens;   // generated (not the prompt)
+    std::string error;                  // empty on success
+    double first_token_seconds = 0;     // from admission to the first sampled token
+    double seconds = 0;                 // from admission to the last token
+};
+
+template <Transport T, Scheduler Sch>
+class Coordinator {
+public:
+    using clock = std::chrono::steady_clock;
+    /// An action run when no step is in the pipeline (e.g. moving blocks).
+    using BoundaryAction = std::function<asio::awaitable<void>()>;
+
+    Coordinator(T& transport, Sch& scheduler, Routing& routing, TraceRecorder* trace = nullptr)
+        : transport_(transport), scheduler_(scheduler), routing_(routing), trace_(trace) {
+        if (trace_) trace_->name_track(transport_.self(), "coordinator");
+    }
+
+    /// Queues a request; it starts when the scheduler admits it.
+    RequestId submit(RequestSpec spec) {
+        if (spec.prompt.empty()) throw ConfigError("a request needs at least one prompt token");
+        const RequestId id = next_id_++;
+        auto r = std::make_unique<Request>();
+        r->id = id;
+        r->spec = std::move(spec);
+        r->sampler.emplace(r->spec.sampler);
+        for (auto t : r->spec.prompt) r->sampler->accept(t);
+        waiting_.push_back(id);
+        requests_.emplace(id, std::move(r));
+        return id;
+    }
+
+    /// Runs `action` at the next step boundary: new steps are held back until
+    /// every in-flight step has returned, then the action runs, then the held
+    /// steps go out. `after_steps` delays it until that many tokens were sampled.
+    void at_boundary(BoundaryAction action, std::uint64_t after_steps = 0) {
+        boundary_actions_.push_back({std::move(action), sampled_ + after_steps});
+    }
+
+    /// Runs until every submitted request has finished; returns them by id order.
+    asio::awaitable<std::vector<RequestResult>> run() {
+        for (;;) {
+            co_await maybe_run_boundary();
+            while (!pausing() && scheduler_.admit(active_, waiting_.size())) co_await admit_one();
+            // Done; boundary actions whose step count was never reached lapse.
+            if (active_ == 0 && waiting_.empty()) break;
+            if (in_pipeline_ == 0) {
+                if (pausing()) continue;  // everything is held: the action runs next
+                throw ConfigError("coordinator stalled with nothing in flight");
+            }
+            Message m = co_await transport_.receive();
+            co_await on_message(std::move(m));
+        }
+        std::vector<RequestResult> out;
+        for (auto& [id, r] : requests_) out.push_back(std::move(r->result));
+        requests_.clear();
+        co_return out;
+    }
+
+    std::uint64_t sampled_tokens() const noexcept { return sampled_; }
+
+private:
+    struct Request {
+        RequestId id = 0;
+        RequestSpec spec;
+        std::optional<Sampler> sampler;
+        RequestResult result;
+        std::int32_t next_pos = 0;
+        std::uint64_t step = 0;
+        clock::time_point admitted;
+        std::optional<Message> held;  // next step, held during a boundary action
+    };
+    struct PendingAction {
+        BoundaryAction action;
+        std::uint64_t at_sampled;
+    };
+
+    bool pausing() const noexcept {
+        return !boundary_actions_.empty() && sampled_ >= boundary_actions_.front().at_sampled;
+    }
+
+    asio::awaitable<void> maybe_run_boundary() {
+        while (pausing() && in_pipeline_ == 0) {
+            auto action = std::move(boundary_actions_.front().action);
+            boundary_actions_.erase(boundary_actions_.begin());
+            const auto t0 = clock::now();
+            co_await action();
+            if (trace_) trace_->span(transport_.self(), "boundary action", t0, clock::now());
+            if (pausing()) continue;
+            for (auto& [id, r] : requests_)
+                if (r->held) {
+                    Message m = std::move(*r->held);
+                    r->held.reset();
+                    co_await send_step(std::move(m));
+                }
+        }
+    }
+
+    asio::awaitable<void> admit_one() {
+        const RequestId id = waiting_.front();
+        waiting_.pop_front();
+        auto& r = *requests_.at(id);
+        r.admitted = clock::now();
+        ++active_;
+        Message m;
+        m.kind = MessageKind::Activations;
+        m.request = id;
+        m.step = 0;
+        m.first_block = 0;
+        m.tokens = r.spec.prompt;
+        for (std::size_t i = 0; i < r.spec.prompt.size(); ++i) m.positions.push_back(static_cast<std::int32_t>(i));
+        r.next_pos = static_cast<std::int32_t>(r.spec.prompt.size());
+        co_await send_step(std::move(m));
+    }
+
+    asio::awaitable<void> send_step(Message m) {
+        ++in_pipeline_;
+        co_await transport_.send(routing_.device_of_block(0), std::move(m));
+    }
+
+    asio::awaitable<void> on_message(Message m) {
+        const auto it = requests_.find(m.request);
+        if (it == requests_.end() || (m.kind != MessageKind::Logits && m.kind != MessageKind::Error)) co_return;
+        auto& r = *it->second;
+        --in_pipeline_;
+        if (m.kind == MessageKind::Error) {
+            r.result.error = m.text;
+            co_await finish(r);
+            co_return;
+        }
+        const Tensor* logits = m.find("logits");
+        if (logits == nullptr || logits->data.empty()) {
+            r.result.error = "device " + std::to_string(m.from) + " returned no logits";
+            co_await finish(r);
+            co_return;
+        }
+        if (r.spec.on_logits) r.spec.on_logits(r.id, logits->data);
+        const auto tok = r.sampler->sample(logits->data);
+        ++sampled_;
+        r.result.tokens.push_back(tok);
+        if (r.result.tokens.size() == 1)
+            r.result.first_token_seconds = std::chrono::duration<double>(clock::now() - r.admitted).count();
+        const bool keep_going = !r.spec.on_token || r.spec.on_token(r.id, tok);
+        const bool stop = std::find(r.spec.stop_tokens.begin(), r.spec.stop_tokens.end(), tok) != r.spec.stop_tokens.end();
+        if (!keep_going || stop || static_cast<std::int32_t>(r.result.tokens.size()) >= r.spec.max_tokens) {
+            co_await finish(r);
+            co_return;
+        }
+        Message next;
+        next.kind = MessageKind::Activations;
+        next.request = r.id;
+        next.step = ++r.step;
+        next.first_block = 0;
+        next.tokens = {tok};
+        next.positions = {r.next_pos++};
+        if (pausing()) {
+            r.held = std::move(next);
+        } else {
+            co_await send_step(std::move(next));
+        }
+    }
+
+    asio::awaitable<void> finish(Request& r) {
+        r.result.id = r.id;
+        r.result.seconds = std::chrono::duration<double>(clock::now() - r.admitted).count();
+        --active_;
+        // Every device drops the request's caches.
+        for (const auto& s : routing_.plan().stages) {
+            Message rel;
+            rel.kind = MessageKind::Release;
+            rel.request = r.id;
+            co_await transport_.send(s.device, std::move(rel));
+        }
+        co_return;
+    }
+
+    T& transport_;
+    Sch& scheduler_;
+    Routing& routing_;
+    TraceRecorder* trace_;
+    std::map<RequestId, std::unique_ptr<Request>> requests_;
+    std::deque<RequestId> waiting_;
+    std::vector<PendingAction> boundary_actions_;
+    RequestId next_id_ = 1;
+    std::size_t active_ = 0;       // admitted, not finished
+    std::size_t in_pipeline_ = 0;  // steps sent whose logits have not come back
+    std::uint64_t sampled_ = 0;
+};
+
+}  // namespace tandem
