@@ -79,12 +79,14 @@ public:
         const auto bytes = m.payload_bytes();
         auto& inbox = hub_->inbox(to);
         if (!inbox.is_open()) throw PeerLostError("device " + std::to_string(to), "inbox closed");
+        // Counted before the hand-over: once delivered, the receiver may finish
+        // the whole run before this coroutine resumes.
+        hub_->count(self_, to, bytes);
         try {
             co_await inbox.async_send(asio::error_code{}, std::move(m), asio::use_awaitable);
         } catch (const asio::system_error& e) {
             throw PeerLostError("device " + std::to_string(to), std::string("inbox closed: ") + e.what());
         }
-        hub_->count(self_, to, bytes);
     }
 
     asio::awaitable<Message> receive() {
