@@ -1,0 +1,47 @@
+// tandem: the command-line program. `tandem <command> [options]`; each
+// command lives in its own cmd_<name>.cpp and prints its own --help.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "commands.hpp"
+
+namespace {
+
+struct Command {
+    const char* name;
+    int (*run)(int, char**);
+    const char* summary;
+};
+
+constexpr Command kCommands[] = {
+    {"generate", tandem::cli::cmd_generate, "generate text on this device"},
+};
+
+void usage() {
+    std::fprintf(stderr, "usage: tandem <command> [options]\n\ncommands:\n");
+    for (const auto& c : kCommands) std::fprintf(stderr, "  %-10s %s\n", c.name, c.summary);
+    std::fprintf(stderr, "\n`tandem <command> --help` describes a command's options.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+        usage();
+        return argc < 2 ? 2 : 0;
+    }
+    for (const auto& c : kCommands) {
+        if (std::strcmp(argv[1], c.name) != 0) continue;
+        try {
+            return c.run(argc - 2, argv + 2);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "tandem %s: error: %s\n", c.name, e.what());
+            return 1;
+        }
+    }
+    std::fprintf(stderr, "tandem: unknown command '%s'\n\n", argv[1]);
+    usage();
+    return 2;
+}
