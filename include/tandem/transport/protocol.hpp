@@ -1,0 +1,343 @@
+// The payloads of tandem's frames (see wire.hpp for the framing and
+// docs/protocol.md for the conversation): handshake, control and data.
+//
+// Activations travel as F32 (exact, the default), F16 or Q8_0; the encoding is
+// chosen per link and recorded in each tensor, so a receiver always knows how
+// to decode what it got. Decoded tensors must be finite: a frame carrying NaN
+// or infinity is refused.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tandem/core/half.hpp"
+#include "tandem/gguf/types.hpp"
+#include "tandem/transport/message.hpp"
+#include "tandem/transport/wire.hpp"
+
+namespace tandem::wire {
+
+enum class Role : std::uint8_t { Coordinator = 1, Worker = 2, Peer = 3 };
+
+struct Hello {
+    std::uint16_t version = kProtocolVersion;
+    std::uint8_t role = static_cast<std::uint8_t>(Role::Coordinator);
+    std::uint64_t model_id = 0;     // hash of the GGUF metadata and tensor table (0: not yet known)
+    std::uint32_t device_id = 0;    // the sender's id in the pipeline
+    std::string name;
+    template <class A>
+    void serialize(A& ar) {
+        ar(version, role, model_id, device_id);
+        str(ar, name);
+    }
+};
+
+struct HelloAck {
+    bool accepted = false;
+    std::string reason;             // why not, when refused
+    std::string name;               // the listener's name
+    std::uint64_t memory_budget = 0;
+    std::uint32_t threads = 0;
+    template <class A>
+    void serialize(A& ar) {
+        ar(accepted);
+        str(ar, reason);
+        str(ar, name);
+        ar(memory_budget, threads);
+    }
+};
+
+struct TensorDesc {
+    std::string name;
+    std::uint32_t type = 0;            // GgmlType
+    std::vector<std::uint64_t> shape;  // ggml order
+    std::uint64_t hash = 0;            // xxh64 of its bytes: the cache key
+    std::uint64_t bytes = 0;
+    template <class A>
+    void serialize(A& ar) {
+        str(ar, name);
+        ar(type);
+        vec(ar, shape);
+        ar(hash, bytes);
+    }
+};
+
+struct PeerAddr {
+    std::uint32_t device_id = 0;
+    std::string host;
+    std::uint16_t port = 0;
+    template <class A>
+    void serialize(A& ar) {
+        ar(device_id);
+        str(ar, host);
+        ar(port);
+    }
+};
+
+enum class Encoding : std::uint8_t { F32 = 0, F16 = 1, Q8_0 = 2 };
+
+inline const char* encoding_name(Encoding e) noexcept {
+    switch (e) {
+        case Encoding::F32: return "f32";
+        case Encoding::F16: return "f16";
+        case Encoding::Q8_0: return "q8_0";
+    }
+    return "?";
+}
+
+struct Assign {
+    std::uint32_t device_id = 0;
+    std::int64_t block_begin = 0;
+    std::int64_t block_end = 0;
+    std::uint64_t model_id = 0;
+    std::vector<std::uint8_t> metadata;  // a tensor-less GGUF image: the model's metadata
+    std::vector<TensorDesc> tensors;     // what the blocks need
+    std::vector<PeerAddr> peers;         // every device's address, for direct sends
+    std::uint8_t encoding = static_cast<std::uint8_t>(Encoding::F32);
+    std::uint32_t max_in_flight = 1;
+    std::uint32_t max_batch = 1;
+    template <class A>
+    void serialize(A& ar) {
+        ar(device_id, block_begin, block_end, model_id);
+        vec(ar, metadata);
+        list(ar, tensors, 8);
+        list(ar, peers, 8);
+        ar(encoding, max_in_flight, max_batch);
+    }
+};
+
+struct NeedTensors {
+    std::vector<std::uint64_t> hashes;
+    template <class A>
+    void serialize(A& ar) {
+        vec(ar, hashes);
+    }
+};
+
+struct TensorChunk {
+    std::uint64_t hash = 0;
+    std::uint64_t offset = 0;
+    std::uint64_t total = 0;
+    std::vector<std::uint8_t> data;
+    template <class A>
+    void serialize(A& ar) {
+        ar(hash, offset, total);
+        vec(ar, data);
+    }
+};
+
+struct Ready {
+    std::uint64_t weight_bytes = 0;      // bytes of weights the segment uses
+    std::uint64_t bytes_received = 0;    // tensor bytes that came over the network
+    std::uint64_t bytes_from_cache = 0;  // tensor bytes found in the local cache or file
+    template <class A>
+    void serialize(A& ar) {
+        ar(weight_bytes, bytes_received, bytes_from_cache);
+    }
+};
+
+struct Ping {
+    std::uint64_t nonce = 0;
+    std::uint64_t sent_us = 0;  // sender's clock, echoed back in Pong
+    template <class A>
+    void serialize(A& ar) {
+        ar(nonce, sent_us);
+    }
+};
+
+struct Stats {
+    std::uint64_t steps = 0, batches = 0, tokens = 0, errors = 0;
+    double busy_seconds = 0, send_seconds = 0;
+    std::uint64_t bytes_in = 0, bytes_out = 0, frames_in = 0, frames_out = 0;
+    std::uint64_t weight_bytes_received = 0, weight_bytes_cached = 0;
+    std::uint64_t rejected_frames = 0;
+    template <class A>
+    void serialize(A& ar) {
+        ar(steps, batches, tokens, errors, busy_seconds, send_seconds, bytes_in, bytes_out, frames_in, frames_out,
+           weight_bytes_received, weight_bytes_cached, rejected_frames);
+    }
+};
+
+struct ErrorMsg {
+    std::string reason;
+    template <class A>
+    void serialize(A& ar) {
+        str(ar, reason);
+    }
+};
+
+/// A tensor as it travels: encoded bytes plus what is needed to decode them.
+struct WireTensor {
+    std::string name;
+    std::vector<std::int64_t> shape;
+    std::uint8_t encoding = 0;
+    std::vector<std::uint8_t> bytes;
+    template <class A>
+    void serialize(A& ar) {
+        str(ar, name);
+        vec(ar, shape);
+        ar(encoding);
+        vec(ar, bytes);
+    }
+};
+
+/// A pipeline Message on the wire.
+struct DataMsg {
+    std::uint8_t kind = 0;
+    std::uint32_t from = 0;
+    std::uint64_t request = 0;
+    std::uint64_t step = 0;
+    std::int64_t first_block = 0;
+    std::vector<std::int32_t> positions;
+    std::vector<std::int32_t> tokens;
+    std::vector<WireTensor> tensors;
+    std::string text;
+    template <class A>
+    void serialize(A& ar) {
+        ar(kind, from, request, step, first_block);
+        vec(ar, positions);
+        vec(ar, tokens);
+        list(ar, tensors, 8 + 8 + 1 + 8);
+        str(ar, text);
+    }
+};
+
+// ---- activation encodings ----
+
+inline std::vector<std::uint8_t> encode_floats(const std::vector<float>& x, Encoding e) {
+    std::vector<std::uint8_t> out;
+    switch (e) {
+        case Encoding::F32:
+            out.resize(x.size() * 4);
+            std::memcpy(out.data(), x.data(), out.size());
+            return out;
+        case Encoding::F16:
+            out.resize(x.size() * 2);
+            for (std::size_t i = 0; i < x.size(); ++i) {
+                const auto h = fp32_to_fp16(x[i]);
+                std::memcpy(out.data() + 2 * i, &h, 2);
+            }
+            return out;
+        case Encoding::Q8_0: {
+            // Blocks of 32 along each row: F16 scale d = max|x| / 127, q = round(x / d).
+            const std::size_t nb = x.size() / kQK8_0;
+            out.resize(nb * sizeof(BlockQ8_0));
+            for (std::size_t b = 0; b < nb; ++b) {
+                const float* xb = x.data() + b * kQK8_0;
+                float amax = 0;
+                for (std::uint32_t j = 0; j < kQK8_0; ++j) amax = std::max(amax, std::fabs(xb[j]));
+                const float d = amax / 127.0f;
+                const float id = d != 0.0f ? 1.0f / d : 0.0f;
+                BlockQ8_0 blk;
+                blk.d = fp32_to_fp16(d);
+                for (std::uint32_t j = 0; j < kQK8_0; ++j)
+                    blk.qs[j] = static_cast<std::int8_t>(std::lround(xb[j] * id));
+                std::memcpy(out.data() + b * sizeof(BlockQ8_0), &blk, sizeof blk);
+            }
+            return out;
+        }
+    }
+    return out;
+}
+
+/// The encoding used for a tensor: Q8_0 needs rows that are whole blocks.
+inline Encoding effective_encoding(Encoding want, std::int64_t row_length) {
+    if (want == Encoding::Q8_0 && row_length % kQK8_0 != 0) return Encoding::F16;
+    return want;
+}
+
+inline WireTensor to_wire(const Tensor& t, Encoding want) {
+    WireTensor w;
+    w.name = t.name;
+    w.shape = t.shape;
+    const std::int64_t row = t.shape.empty() ? 1 : t.shape.back();
+    // Logits stay exact whatever the link's encoding: sampling reads them.
+    const Encoding e = t.name == "logits" ? Encoding::F32 : effective_encoding(want, row);
+    w.encoding = static_cast<std::uint8_t>(e);
+    w.bytes = encode_floats(t.data, e);
+    return w;
+}
+
+inline Tensor from_wire(const WireTensor& w, const std::string& peer) {
+    Tensor t;
+    t.name = w.name;
+    t.shape = w.shape;
+    std::int64_t n = 1;
+    for (const auto d : w.shape) {
+        if (d < 0 || (d != 0 && n > (std::int64_t{1} << 40) / d))
+            throw ProtocolError(peer, "tensor '" + w.name + "' has an absurd shape");
+        n *= d;
+    }
+    const auto e = static_cast<Encoding>(w.encoding);
+    std::size_t want = 0;
+    switch (e) {
+        case Encoding::F32: want = static_cast<std::size_t>(n) * 4; break;
+        case Encoding::F16: want = static_cast<std::size_t>(n) * 2; break;
+        case Encoding::Q8_0:
+            if (n % kQK8_0 != 0) throw ProtocolError(peer, "Q8_0 tensor '" + w.name + "' is not whole blocks");
+            want = static_cast<std::size_t>(n) / kQK8_0 * sizeof(BlockQ8_0);
+            break;
+        default: throw ProtocolError(peer, "tensor '" + w.name + "' has unknown encoding " + std::to_string(w.encoding));
+    }
+    if (w.bytes.size() != want)
+        throw ProtocolError(peer, "tensor '" + w.name + "' holds " + std::to_string(w.bytes.size()) + " bytes, its shape needs " +
+                                      std::to_string(want));
+    t.data.resize(static_cast<std::size_t>(n));
+    switch (e) {
+        case Encoding::F32: std::memcpy(t.data.data(), w.bytes.data(), want); break;
+        case Encoding::F16:
+            for (std::size_t i = 0; i < t.data.size(); ++i) {
+                std::uint16_t h;
+                std::memcpy(&h, w.bytes.data() + 2 * i, 2);
+                t.data[i] = fp16_to_fp32(h);
+            }
+            break;
+        case Encoding::Q8_0:
+            for (std::size_t b = 0; b < t.data.size() / kQK8_0; ++b) {
+                BlockQ8_0 blk;
+                std::memcpy(&blk, w.bytes.data() + b * sizeof blk, sizeof blk);
+                const float d = fp16_to_fp32(blk.d);
+                for (std::uint32_t j = 0; j < kQK8_0; ++j) t.data[b * kQK8_0 + j] = d * blk.qs[j];
+            }
+            break;
+    }
+    for (const float v : t.data)
+        if (!std::isfinite(v)) throw ProtocolError(peer, "tensor '" + w.name + "' holds NaN or infinity");
+    return t;
+}
+
+inline DataMsg to_wire(const Message& m, Encoding e) {
+    DataMsg d;
+    d.kind = static_cast<std::uint8_t>(m.kind);
+    d.from = m.from;
+    d.request = m.request;
+    d.step = m.step;
+    d.first_block = m.first_block;
+    d.positions = m.positions;
+    d.tokens = m.tokens;
+    for (const auto& t : m.tensors) d.tensors.push_back(to_wire(t, e));
+    d.text = m.text;
+    return d;
+}
+
+inline Message from_wire(const DataMsg& d, const std::string& peer) {
+    if (d.kind < static_cast<std::uint8_t>(MessageKind::Activations) || d.kind > static_cast<std::uint8_t>(MessageKind::Error))
+        throw ProtocolError(peer, "unknown message kind " + std::to_string(d.kind));
+    Message m;
+    m.kind = static_cast<MessageKind>(d.kind);
+    m.from = d.from;
+    m.request = d.request;
+    m.step = d.step;
+    m.first_block = d.first_block;
+    m.positions = d.positions;
+    m.tokens = d.tokens;
+    for (const auto& t : d.tensors) m.tensors.push_back(from_wire(t, peer));
+    m.text = d.text;
+    return m;
+}
+
+}  // namespace tandem::wire
