@@ -14,8 +14,10 @@
 // used stays proportional to the file's size.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <map>
 #include <span>
 #include <string>
@@ -51,7 +53,12 @@ struct GgufTensorInfo {
         return n;
     }
     std::uint64_t n_bytes() const noexcept { return data.size(); }
-    std::uint64_t rows() const noexcept { return shape.empty() ? 1 : n_elements() / shape[0]; }
+    /// Product of every dimension but the first (1 for a 0- or 1-dim tensor).
+    std::uint64_t rows() const noexcept {
+        std::uint64_t n = 1;
+        for (std::size_t i = 1; i < shape.size(); ++i) n *= shape[i];
+        return n;
+    }
     std::uint64_t cols() const noexcept { return shape.empty() ? 1 : shape[0]; }
 };
 
@@ -75,6 +82,44 @@ public:
         f.bytes_ = bytes;
         f.parse();
         return f;
+    }
+
+    /// Parses a GGUF image it takes ownership of (e.g. metadata received over
+    /// the network).
+    static GgufFile from_owned(std::vector<std::byte> bytes, std::string name = "<memory>") {
+        auto owned = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
+        GgufFile f = from_memory(std::span<const std::byte>(owned->data(), owned->size()), std::move(name));
+        f.keep_.push_back(owned);
+        return f;
+    }
+
+    /// Adds a tensor whose bytes live outside this image (a worker's cached
+    /// weight file, say); `keep` keeps those bytes alive as long as this file.
+    /// Throws ConfigError for a duplicate name or a size that does not match.
+    void add_tensor(GgufTensorInfo t, std::shared_ptr<const void> keep) {
+        const auto traits = find_type_traits(static_cast<std::uint32_t>(t.type));
+        if (!traits) throw ConfigError("tensor '" + t.name + "' has an unknown type");
+        if (t.shape.size() > kGgufMaxDims)
+            throw ConfigError("tensor '" + t.name + "' has " + std::to_string(t.shape.size()) + " dimensions");
+        // The parser's rule: partial products (zeros as ones) fit in 63 bits, so
+        // a shape cannot wrap around to match the byte count by accident.
+        std::uint64_t n = 1, extent = 1;
+        for (auto d : t.shape) {
+            if (d > static_cast<std::uint64_t>(INT64_MAX) || (d != 0 && extent > static_cast<std::uint64_t>(INT64_MAX) / d))
+                throw ConfigError("tensor '" + t.name + "': shape overflows 63 bits");
+            if (d != 0) extent *= d;
+            n *= d;
+        }
+        if (extent / traits->block_size > UINT64_MAX / traits->type_size)
+            throw ConfigError("tensor '" + t.name + "': byte size overflows 64 bits");
+        if (t.shape.empty() || t.shape[0] % traits->block_size != 0 ||
+            n / traits->block_size * traits->type_size != t.data.size())
+            throw ConfigError("tensor '" + t.name + "': " + std::to_string(t.data.size()) +
+                              " bytes do not match its shape and type");
+        if (!tensor_index_.emplace(t.name, tensors_.size()).second)
+            throw ConfigError("duplicate tensor '" + t.name + "'");
+        tensors_.push_back(std::move(t));
+        keep_.push_back(std::move(keep));
     }
 
     const std::string& name() const noexcept { return name_; }
@@ -125,6 +170,9 @@ public:
 
 private:
     GgufFile() = default;
+
+    // Largest count reserved up front; longer lists grow as their entries parse.
+    static constexpr std::uint64_t kReserveCap = 1u << 16;
 
     // Bounds-checked little-endian cursor over the image.
     struct Cursor {
@@ -226,7 +274,7 @@ private:
                 }
                 auto arr = std::make_shared<GgufArray>();
                 arr->element_type = elem;
-                arr->items.reserve(static_cast<std::size_t>(n));
+                arr->items.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n, kReserveCap)));
                 for (std::uint64_t i = 0; i < n; ++i) arr->items.push_back(read_value(c, elem, depth + 1));
                 return GgufValue(std::shared_ptr<const GgufArray>(std::move(arr)));
             }
@@ -244,6 +292,8 @@ private:
         version_ = c.read<std::uint32_t>("version");
         if (version_ != 2 && version_ != 3) {
             c.pos = 4;
+            if (version_ == 0x02000000u || version_ == 0x03000000u)
+                c.fail("big-endian GGUF files are not supported (this host reads little-endian ones)");
             c.fail("GGUF version " + std::to_string(version_) + " is not supported (2 and 3 are)");
         }
         auto at = c.pos;
@@ -261,11 +311,15 @@ private:
             c.fail("metadata count " + std::to_string(n_kv) + " cannot fit in the file");
         }
 
-        kv_.reserve(static_cast<std::size_t>(n_kv));
+        // Counts were checked against the bytes left, but each entry costs more in
+        // memory than on disk: grow with what actually parses instead of trusting them.
+        kv_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n_kv, kReserveCap)));
+        std::vector<std::uint64_t> value_offsets;
         for (std::uint64_t i = 0; i < n_kv; ++i) {
             const auto key_at = c.pos;
             auto key = c.read_string("metadata key");
             const auto type = read_value_type(c, "metadata value type");
+            value_offsets.push_back(c.pos);
             auto value = read_value(c, type, 0);
             if (!kv_index_.emplace(key, kv_.size()).second) {
                 c.pos = key_at;
@@ -275,21 +329,23 @@ private:
         }
 
         alignment_ = kGgufDefaultAlignment;
-        if (const auto* a = find("general.alignment")) {
-            if (a->type() != GgufValueType::UINT32)
-                throw FormatError(name_, 0, "general.alignment must be a u32");
-            alignment_ = std::get<std::uint32_t>(a->storage());
+        if (auto it = kv_index_.find("general.alignment"); it != kv_index_.end()) {
+            const auto& a = kv_[it->second].second;
+            const auto at_value = value_offsets[it->second];
+            if (a.type() != GgufValueType::UINT32)
+                throw FormatError(name_, at_value,
+                                  std::string("general.alignment must be a u32, not a ") + value_type_name(a.type()));
+            alignment_ = std::get<std::uint32_t>(a.storage());
             if (alignment_ == 0 || (alignment_ & (alignment_ - 1)) != 0)
-                throw FormatError(name_, 0, "general.alignment " + std::to_string(alignment_) +
-                                                " is not a power of two");
+                throw FormatError(name_, at_value, "general.alignment " + std::to_string(alignment_) +
+                                                       " is not a power of two");
         }
 
         struct Pending {
-            std::uint64_t info_offset;
+            std::uint64_t offset_field;  // where the tensor's data offset is stored
         };
         std::vector<Pending> pending;
-        tensors_.reserve(static_cast<std::size_t>(n_tensors));
-        pending.reserve(static_cast<std::size_t>(n_tensors));
+        tensors_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n_tensors, kReserveCap)));
         for (std::uint64_t i = 0; i < n_tensors; ++i) {
             const auto info_at = c.pos;
             GgufTensorInfo t;
@@ -301,16 +357,19 @@ private:
                 c.fail("tensor '" + t.name + "' has " + std::to_string(n_dims) + " dimensions (at most " +
                        std::to_string(kGgufMaxDims) + ")");
             }
-            std::uint64_t n_elements = 1;
+            // Every partial product of the dimensions must fit in 63 bits, zeros
+            // counted as ones: then rows(), cols() and any row's byte size are safe
+            // to compute even for an empty tensor.
+            std::uint64_t extent = 1;
             for (std::uint32_t d = 0; d < n_dims; ++d) {
                 const auto dim_at = c.pos;
                 const auto ne = c.read<std::uint64_t>("tensor dimension");
                 if (ne > static_cast<std::uint64_t>(INT64_MAX) ||
-                    (ne != 0 && n_elements > static_cast<std::uint64_t>(INT64_MAX) / ne)) {
+                    (ne != 0 && extent > static_cast<std::uint64_t>(INT64_MAX) / ne)) {
                     c.pos = dim_at;
                     c.fail("tensor '" + t.name + "': shape overflows 63 bits");
                 }
-                n_elements *= ne;
+                if (ne != 0) extent *= ne;
                 t.shape.push_back(ne);
             }
             const auto type_at = c.pos;
@@ -321,11 +380,16 @@ private:
                 c.fail("tensor '" + t.name + "' has unknown ggml type id " + std::to_string(type_id));
             }
             t.type = traits->type;
-            if (!t.shape.empty() && t.shape[0] % traits->block_size != 0) {
+            const std::uint64_t row_length = t.shape.empty() ? 1 : t.shape[0];  // 0 dims: one element
+            if (row_length % traits->block_size != 0) {
                 c.pos = type_at;
-                c.fail("tensor '" + t.name + "': row length " + std::to_string(t.shape[0]) +
+                c.fail("tensor '" + t.name + "': row length " + std::to_string(row_length) +
                        " is not a multiple of the " + std::string(traits->name) + " block size " +
                        std::to_string(traits->block_size));
+            }
+            if (extent / traits->block_size > UINT64_MAX / traits->type_size) {
+                c.pos = dims_at;
+                c.fail("tensor '" + t.name + "': byte size overflows 64 bits");
             }
             const auto off_at = c.pos;
             t.offset = c.read<std::uint64_t>("tensor offset");
@@ -351,13 +415,10 @@ private:
             auto& t = tensors_[i];
             const auto& traits = type_traits(t.type);
             const std::uint64_t n = t.n_elements();
-            const std::uint64_t blocks = n / traits.block_size;
-            if (blocks > UINT64_MAX / traits.type_size)
-                throw FormatError(name_, pending[i].info_offset, "tensor '" + t.name + "': byte size overflows");
-            const std::uint64_t nbytes = blocks * traits.type_size;
+            const std::uint64_t nbytes = n / traits.block_size * traits.type_size;  // checked above
             const std::uint64_t avail = size >= data_offset_ ? size - data_offset_ : 0;
             if (t.offset > avail || nbytes > avail - t.offset)
-                throw FormatError(name_, pending[i].info_offset,
+                throw FormatError(name_, pending[i].offset_field,
                                   "tensor '" + t.name + "': data [" + std::to_string(data_offset_ + t.offset) +
                                       ", +" + std::to_string(nbytes) + ") lies outside the file of " +
                                       std::to_string(size) + " bytes");
@@ -365,6 +426,7 @@ private:
         }
     }
 
+    std::vector<std::shared_ptr<const void>> keep_;  // owners of bytes outside the mapping
     std::shared_ptr<MappedFile> file_;  // null for from_memory
     std::string name_;
     std::span<const std::byte> bytes_;

@@ -1,8 +1,10 @@
 // GGML tensor types as stored in GGUF files: ids, names, block geometry, and the
 // exact byte layout of each quantization block.
 //
-// Ids and layouts are facts of the GGUF/ggml format (ggml-common.h, the GGUF
-// specification); tandem depends on them bit for bit. Every block is a
+// Ids and layouts are facts of the GGUF/ggml format; tandem depends on them bit
+// for bit. Checked against ggml-common.h (block structs and their size
+// static_asserts) and gguf-py's constants.py (GGMLQuantizationType ids and
+// GGML_QUANT_SIZES block/type sizes, through NVFP4 = 40 and Q1_0 = 41). Every block is a
 // standard-layout struct whose size is checked below, so a block can be read
 // in place from a memory-mapped file (all fields are little-endian; tandem
 // supports little-endian hosts only, checked in core).
@@ -57,6 +59,8 @@ enum class GgmlType : std::uint32_t {
     TQ1_0 = 34,
     TQ2_0 = 35,
     MXFP4 = 39,
+    NVFP4 = 40,
+    Q1_0 = 41,
 };
 
 /// Geometry of one type: `block_size` elements are stored in `type_size` bytes.
@@ -173,7 +177,7 @@ static_assert(sizeof(BlockQ8_K) == 292);
 /// The table of every type id tandem knows. Types it can read but not
 /// dequantize (the IQ and ternary families) are listed so that files using them
 /// are parsed and the error names the type.
-inline constexpr std::array<GgmlTypeTraits, 32> kGgmlTypes{{
+inline constexpr std::array<GgmlTypeTraits, 34> kGgmlTypes{{
     {GgmlType::F32, "F32", 1, 4, true},
     {GgmlType::F16, "F16", 1, 2, true},
     {GgmlType::Q4_0, "Q4_0", kQK4_0, sizeof(BlockQ4_0), true},
@@ -206,6 +210,8 @@ inline constexpr std::array<GgmlTypeTraits, 32> kGgmlTypes{{
     {GgmlType::TQ1_0, "TQ1_0", kQK_K, 54, false},
     {GgmlType::TQ2_0, "TQ2_0", kQK_K, 66, false},
     {GgmlType::MXFP4, "MXFP4", 32, 17, false},
+    {GgmlType::NVFP4, "NVFP4", 64, 36, false},
+    {GgmlType::Q1_0, "Q1_0", 128, 18, false},
 }};
 
 /// Traits of a raw type id, or nullopt when the id is not a ggml type at all.
