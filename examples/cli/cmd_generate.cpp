@@ -12,6 +12,7 @@
 #include "args.hpp"
 #include "commands.hpp"
 #include "model_source.hpp"
+#include "sampling_args.hpp"
 
 namespace tandem::cli {
 
@@ -23,14 +24,7 @@ Generates text with one device. Without -m it uses the embedded stories260K mode
   -m, --model FILE       GGUF model (llama family; F32/F16/BF16/Q8_0/Q4_0/K-quants)
   -p, --prompt TEXT      prompt (default: empty, i.e. start from BOS)
   -n, --n-predict N      tokens to generate (default 128)
-      --temp T           temperature; 0 = greedy (default 0)
-      --top-k K          keep the K most likely tokens (default 40; 0 = off)
-      --top-p P          nucleus sampling threshold (default 0.95; 1 = off)
-      --min-p P          drop tokens below P x the top probability (default 0.05)
-      --repeat-penalty R repetition penalty (default 1 = off)
-      --repeat-last-n N  tokens the penalty looks back over (default 64)
-      --seed S           sampler seed (default 0)
-  -t, --threads N        compute threads (default: all cores)
+%s  -t, --threads N        compute threads (default: all cores)
       --no-bos           do not start the prompt with BOS
       --quiet            print only the generated text
 )";
@@ -39,19 +33,12 @@ Generates text with one device. Without -m it uses the embedded stories260K mode
 int cmd_generate(int argc, char** argv) {
     Args args(argc, argv, {"help", "h", "no-bos", "quiet"});
     if (args.flag({"help", "h"})) {
-        std::fputs(kHelp, stdout);
+        std::printf(kHelp, kSamplingHelp);
         return 0;
     }
     const auto prompt = args.str({"p", "prompt"});
     const auto n_predict = args.num<std::int32_t>({"n", "n-predict"}, 128);
-    SamplerConfig sc;
-    sc.temperature = args.num<float>({"temp", "temperature"}, 0.0f);
-    sc.top_k = args.num<std::int32_t>({"top-k"}, 40);
-    sc.top_p = args.num<float>({"top-p"}, 0.95f);
-    sc.min_p = args.num<float>({"min-p"}, 0.05f);
-    sc.repeat_penalty = args.num<float>({"repeat-penalty"}, 1.0f);
-    sc.repeat_last_n = args.num<std::int32_t>({"repeat-last-n"}, 64);
-    sc.seed = args.num<std::uint64_t>({"seed"}, 0);
+    const SamplerConfig sc = sampling_from_args(args);
     const auto threads = args.num<unsigned>({"t", "threads"}, std::thread::hardware_concurrency());
     const bool add_bos = !args.flag({"no-bos"});
     const bool quiet = args.flag({"quiet"});

@@ -17,6 +17,10 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"generate", tandem::cli::cmd_generate, "generate text on this device"},
+    {"run", tandem::cli::cmd_run, "generate with the model split over several devices"},
+    {"worker", tandem::cli::cmd_worker, "serve blocks of a model for a coordinator"},
+    {"keygen", tandem::cli::cmd_keygen, "make the cluster key trusted devices share"},
+    {"plan", tandem::cli::cmd_plan, "plan which device runs which blocks (GLPK)"},
 };
 
 void usage() {

@@ -165,6 +165,8 @@ private:
     }
 
     asio::awaitable<void> on_message(Message m) {
+        if (m.kind == MessageKind::Error && m.request == 0)  // a device (not a step) failed
+            throw PeerLostError("device " + std::to_string(m.from), m.text);
         const auto it = requests_.find(m.request);
         if (it == requests_.end() || (m.kind != MessageKind::Logits && m.kind != MessageKind::Error)) co_return;
         auto& r = *it->second;

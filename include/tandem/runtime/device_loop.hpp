@@ -310,14 +310,35 @@ private:
         }
     }
 
+    // Sends one message; a link that fails is reported to the coordinator (for
+    // the message's request) instead of ending the loop.
     asio::awaitable<void> send(DeviceId to, Message m) {
         const auto t0 = clock::now();
-        const auto args = "\"to\":" + std::to_string(to) + ",\"request\":" + std::to_string(m.request) +
+        const auto request = m.request;
+        const auto step = m.step;
+        const auto args = "\"to\":" + std::to_string(to) + ",\"request\":" + std::to_string(request) +
                           ",\"bytes\":" + std::to_string(m.payload_bytes());
-        co_await transport_.send(to, std::move(m));
+        std::string failure;
+        try {
+            co_await transport_.send(to, std::move(m));
+        } catch (const Error& e) {
+            failure = e.what();
+        }
         const auto t1 = clock::now();
         stats_.send_seconds += std::chrono::duration<double>(t1 - t0).count();
         if (trace_) trace_->span(transport_.self(), "send", t0, t1, args);
+        if (failure.empty()) co_return;
+        ++stats_.errors;
+        if (to == routing_.coordinator() || request == 0) co_return;  // nobody left to tell
+        Message err;
+        err.kind = MessageKind::Error;
+        err.request = request;
+        err.step = step;
+        err.text = std::string(device_.name()) + ": cannot reach device " + std::to_string(to) + ": " + failure;
+        try {
+            co_await transport_.send(routing_.coordinator(), std::move(err));
+        } catch (const Error&) {
+        }
     }
 
     S& segment_;

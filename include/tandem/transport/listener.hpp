@@ -78,6 +78,8 @@ private:
             ack.accepted = refusal.empty();
             ack.reason = refusal;
             ack.name = transport_.options().name;
+            ack.memory_budget = transport_.options().memory_budget;
+            ack.threads = transport_.options().threads;
             co_await c->send(wire::FrameType::HelloAck, ack);
             if (!refusal.empty()) {
                 transport_.log(c->peer() + ": refused: " + refusal);

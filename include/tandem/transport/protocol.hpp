@@ -66,15 +66,18 @@ struct TensorDesc {
     }
 };
 
+/// A device of the pipeline: where to reach it and which blocks it runs.
 struct PeerAddr {
     std::uint32_t device_id = 0;
     std::string host;
     std::uint16_t port = 0;
+    std::int64_t block_begin = 0;
+    std::int64_t block_end = 0;
     template <class A>
     void serialize(A& ar) {
         ar(device_id);
         str(ar, host);
-        ar(port);
+        ar(port, block_begin, block_end);
     }
 };
 
@@ -96,7 +99,7 @@ struct Assign {
     std::uint64_t model_id = 0;
     std::vector<std::uint8_t> metadata;  // a tensor-less GGUF image: the model's metadata
     std::vector<TensorDesc> tensors;     // what the blocks need
-    std::vector<PeerAddr> peers;         // every device's address, for direct sends
+    std::vector<PeerAddr> peers;         // every device: address and blocks (the plan), for direct sends
     std::uint8_t encoding = static_cast<std::uint8_t>(Encoding::F32);
     std::uint32_t max_in_flight = 1;
     std::uint32_t max_batch = 1;
@@ -155,10 +158,12 @@ struct Stats {
     std::uint64_t bytes_in = 0, bytes_out = 0, frames_in = 0, frames_out = 0;
     std::uint64_t weight_bytes_received = 0, weight_bytes_cached = 0;
     std::uint64_t rejected_frames = 0;
+    std::uint64_t activation_bytes_out = 0;   // encoded tensor bytes in Data frames sent
+    std::uint64_t activation_tokens_out = 0;  // token positions those frames carried
     template <class A>
     void serialize(A& ar) {
         ar(steps, batches, tokens, errors, busy_seconds, send_seconds, bytes_in, bytes_out, frames_in, frames_out,
-           weight_bytes_received, weight_bytes_cached, rejected_frames);
+           weight_bytes_received, weight_bytes_cached, rejected_frames, activation_bytes_out, activation_tokens_out);
     }
 };
 

@@ -9,6 +9,7 @@
 // coordinator learns of a vanished device within the idle timeout.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -40,6 +41,8 @@ struct TcpTransportOptions {
     std::chrono::milliseconds heartbeat{1000};
     std::uint64_t model_id = 0;
     std::string name;
+    std::uint64_t memory_budget = 0;  // told to peers in HelloAck
+    std::uint32_t threads = 0;        // told to peers in HelloAck
     std::function<void(const std::string&)> log;  // events worth a line (refusals, losses); may be empty
     /// Non-Data frames (control), with the sender's device id. Runs on the network executor.
     std::function<asio::awaitable<void>(DeviceId, const Frame&)> on_control;
@@ -60,7 +63,10 @@ public:
 
     ~TcpTransport() { close(); }
 
-    DeviceId self() const noexcept { return self_; }
+    DeviceId self() const noexcept { return self_.load(); }
+    /// A worker learns its id and the model from the coordinator's assignment.
+    void set_self(DeviceId id) noexcept { self_.store(id); }
+    void set_model_id(std::uint64_t id) noexcept { model_id_.store(id); }
     const TcpTransportOptions& options() const noexcept { return opt_; }
     asio::any_io_executor net_executor() const { return net_; }
 
@@ -93,7 +99,7 @@ public:
     // ---- Transport concept ----
 
     asio::awaitable<void> send(DeviceId to, Message m) {
-        m.from = self_;
+        m.from = self();
         const auto wmsg = wire::to_wire(m, opt_.encoding);
         std::uint64_t tensor_bytes = 0;
         for (const auto& t : wmsg.tensors) tensor_bytes += t.bytes.size();
@@ -109,7 +115,7 @@ public:
         try {
             co_return co_await inbox_.async_receive(asio::use_awaitable);
         } catch (const asio::system_error& e) {
-            throw PeerLostError("device " + std::to_string(self_), std::string("transport closed: ") + e.what());
+            throw PeerLostError("device " + std::to_string(self()), std::string("transport closed: ") + e.what());
         }
     }
 
@@ -172,8 +178,8 @@ public:
         auto c = co_await Connection::connect(net_, host, port, opt_.link, opt_.tls);
         wire::Hello hello;
         hello.role = static_cast<std::uint8_t>(role);
-        hello.model_id = opt_.model_id;
-        hello.device_id = self_;
+        hello.model_id = model_id_.load();
+        hello.device_id = self();
         hello.name = opt_.name;
         co_await c->send(wire::FrameType::Hello, hello);
         auto f = co_await c->read_frame();
@@ -324,7 +330,8 @@ private:
             co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
             if (!c->is_open()) break;
             try {
-                co_await c->send(wire::FrameType::Ping, wire::Ping{++nonce, now_us()});
+                const wire::Ping ping{++nonce, now_us()};  // named: GCC 12 mishandles temporaries in co_await
+                co_await c->send(wire::FrameType::Ping, ping);
             } catch (const std::exception&) {
                 break;
             }
@@ -347,8 +354,9 @@ private:
     using Inbox = asio::experimental::concurrent_channel<void(asio::error_code, Message)>;
 
     asio::any_io_executor net_;
-    DeviceId self_;
+    std::atomic<DeviceId> self_;
     TcpTransportOptions opt_;
+    std::atomic<std::uint64_t> model_id_{opt_.model_id};
     Inbox inbox_;
     mutable std::mutex mutex_;
     bool closed_ = false;

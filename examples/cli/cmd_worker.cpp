@@ -1,0 +1,71 @@
+// tandem worker: serves blocks of a model for a coordinator. Needs no model
+// file: the coordinator streams the weights it lacks (cached on disk by
+// content hash), or --model maps a local copy.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <tandem/runtime/worker.hpp>
+
+#include "args.hpp"
+#include "commands.hpp"
+#include "net_common.hpp"
+
+namespace tandem::cli {
+
+namespace {
+constexpr const char* kHelp = R"(usage: tandem worker --listen ADDR:PORT [options]
+
+Serves a slice of a model for a coordinator (tandem run). PORT 0 picks a free port;
+the chosen one is printed as "listening on ADDR:PORT".
+
+  --listen ADDR:PORT    where to accept connections (default 127.0.0.1:0)
+  --name NAME           this device's name (default: worker)
+  --memory-limit SIZE   refuse assignments above this (e.g. 512M, 2G)
+  --threads N           compute threads (default: all cores)
+  --cache-dir DIR       weight cache (default: $XDG_CACHE_HOME/tandem/NAME or ~/.cache/tandem/NAME)
+  --model FILE          a local copy of the model to memory-map instead of receiving weights
+  --key FILE            cluster key made by `tandem keygen` (TLS 1.3)
+  --insecure            plaintext links, no authentication (trusted test networks only)
+)";
+
+Worker* g_worker = nullptr;
+void on_signal(int) {
+    if (g_worker) g_worker->stop();
+}
+}  // namespace
+
+int cmd_worker(int argc, char** argv) {
+    Args args(argc, argv, {"help", "h", "insecure"});
+    if (args.flag({"help", "h"})) {
+        std::fputs(kHelp, stdout);
+        return 0;
+    }
+    WorkerOptions opt;
+    const auto listen = WorkerEndpoint::parse(args.str({"listen"}, "127.0.0.1:0"), true);
+    opt.host = listen.host;
+    opt.port = listen.port;
+    opt.name = args.str({"name"}, "worker");
+    if (args.has("memory-limit")) opt.memory_limit = parse_bytes(args.str({"memory-limit"}));
+    opt.threads = args.num<unsigned>({"threads", "t"}, 0);
+    opt.cache_dir = args.str({"cache-dir"}, default_cache_dir(opt.name));
+    opt.model_path = args.str({"model", "m"});
+    auto tls = tls_from_args(args);
+    opt.tls = tls.get();
+    opt.log = [name = opt.name](const std::string& line) { log_line(name, line); };
+    args.reject_unknown();
+
+    Worker worker(opt);
+    g_worker = &worker;
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    std::printf("tandem worker '%s' listening on %s:%u (%s)\n", opt.name.c_str(), opt.host.c_str(),
+                static_cast<unsigned>(worker.port()), tls ? "TLS 1.3, cluster key" : "plaintext, --insecure");
+    std::fflush(stdout);
+    worker.run();
+    g_worker = nullptr;
+    return 0;
+}
+
+}  // namespace tandem::cli

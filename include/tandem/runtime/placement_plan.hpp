@@ -1,0 +1,90 @@
+// The bridge between placement/ (which knows only core/) and the runtime:
+// a loaded Model described as a placement ModelShape, and a solved Placement
+// turned into the runtime's Plan (and back).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "tandem/model/model.hpp"
+#include "tandem/placement/cost_model.hpp"
+#include "tandem/runtime/plan.hpp"
+
+namespace tandem {
+
+/// A stable identity for a model's profiles: architecture, name, shape and
+/// a 64-bit FNV-1a hash of the tensor table (names, types, shapes, offsets),
+/// so a re-quantised file of the same model gets new profiles.
+inline std::string model_identity(const Model& model) {
+    const auto& c = model.config();
+    std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a offset basis
+    auto mix = [&](const void* p, std::size_t n) {
+        const auto* b = static_cast<const unsigned char*>(p);
+        for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ull;  // FNV-1a prime
+    };
+    for (const auto& t : model.file().tensors()) {
+        mix(t.name.data(), t.name.size());
+        const auto type = static_cast<std::uint32_t>(t.type);
+        mix(&type, sizeof type);
+        for (const auto d : t.shape) mix(&d, sizeof d);
+        mix(&t.offset, sizeof t.offset);
+    }
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+    return c.architecture + ":" + (c.name.empty() ? std::string("unnamed") : c.name) + ":L" +
+           std::to_string(c.n_layers) + ":d" + std::to_string(c.dim) + ":v" + std::to_string(c.n_vocab) + ":" + hex;
+}
+
+/// What placement needs of `model`: per block its kind, weight bytes and KV
+/// bytes per position, as the engine will hold them.
+inline ModelShape model_shape(const Model& model) {
+    const auto& c = model.config();
+    ModelShape s;
+    s.id = model_identity(model);
+    s.dim = c.dim;
+    s.n_vocab = c.n_vocab;
+    s.context_length = c.context_length;
+    for (std::int64_t b = 0; b < c.n_blocks(); ++b) {
+        BlockShape bs;
+        switch (block_ref(c, b).kind) {
+            case BlockKind::Embedding: bs.kind = CostKind::Embedding; break;
+            case BlockKind::Attention: bs.kind = CostKind::Attention; break;
+            case BlockKind::Ffn: bs.kind = CostKind::Ffn; break;
+            case BlockKind::Head: bs.kind = CostKind::Head; break;
+        }
+        bs.weight_bytes = model.block_weight_bytes(b);
+        bs.kv_bytes_per_position = model.block_kv_bytes_per_position(b);
+        s.blocks.push_back(bs);
+    }
+    return s;
+}
+
+/// The runtime plan of a placement: device index i becomes ids[i].
+inline Plan to_plan(const Placement& p, const std::vector<DeviceId>& ids) {
+    Plan plan;
+    for (const auto& s : p.stages) {
+        if (s.device < 0 || static_cast<std::size_t>(s.device) >= ids.size())
+            throw ConfigError("placement names device " + std::to_string(s.device) + " but only " +
+                              std::to_string(ids.size()) + " ids were given");
+        plan.stages.push_back({ids[static_cast<std::size_t>(s.device)], BlockRange{s.begin, s.end}});
+    }
+    return plan;
+}
+
+/// The placement of a runtime plan, with device ids[i] as device index i
+/// (to evaluate a plan chosen elsewhere, e.g. Plan::even, with the cost model).
+inline Placement placement_of(const Plan& plan, const std::vector<DeviceId>& ids) {
+    Placement p;
+    for (const auto& s : plan.stages) {
+        int index = -1;
+        for (std::size_t i = 0; i < ids.size(); ++i)
+            if (ids[i] == s.device) index = static_cast<int>(i);
+        if (index < 0) throw ConfigError("plan names device " + std::to_string(s.device) + ", which has no index");
+        p.stages.push_back({index, s.blocks.begin, s.blocks.end});
+    }
+    return p;
+}
+
+}  // namespace tandem

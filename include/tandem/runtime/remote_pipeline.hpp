@@ -1,0 +1,286 @@
+// The coordinator's side of a networked pipeline: connects to the workers,
+// assigns their blocks, streams each exactly the tensors it lacks, starts
+// them, and then generates with the same Coordinator as the in-process
+// pipeline, over TCP.
+//
+// Topology: a ring. The coordinator sends each step to the first worker; every
+// worker sends its output straight to the next; the last sends logits back to
+// the coordinator. Nothing is relayed through the coordinator.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <asio/co_spawn.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/use_future.hpp>
+
+#include "tandem/runtime/coordinator.hpp"
+#include "tandem/runtime/weights.hpp"
+#include "tandem/scheduler/fifo_scheduler.hpp"
+#include "tandem/transport/tcp_transport.hpp"
+
+namespace tandem {
+
+struct WorkerEndpoint {
+    std::string host;
+    std::uint16_t port = 0;
+    std::string str() const { return host + ":" + std::to_string(port); }
+
+    /// Parses "host:port" (port 0 only where `allow_any_port`, for listening).
+    static WorkerEndpoint parse(const std::string& s, bool allow_any_port = false) {
+        const auto colon = s.rfind(':');
+        if (colon == std::string::npos || colon == 0) throw ConfigError("'" + s + "' is not HOST:PORT");
+        WorkerEndpoint e;
+        e.host = s.substr(0, colon);
+        try {
+            const auto p = std::stoul(s.substr(colon + 1));
+            if ((p == 0 && !allow_any_port) || p > 65535) throw std::out_of_range("port");
+            e.port = static_cast<std::uint16_t>(p);
+        } catch (const std::exception&) {
+            throw ConfigError("'" + s + "' has no valid port");
+        }
+        return e;
+    }
+};
+
+struct RemoteOptions {
+    TlsConfig* tls = nullptr;  // null: plaintext (only with an explicit --insecure)
+    wire::Encoding encoding = wire::Encoding::F32;
+    LinkOptions link{};
+    std::chrono::milliseconds heartbeat{1000};
+    std::size_t max_in_flight = 1;
+    std::size_t max_batch = 1;
+    std::size_t chunk_bytes = 4u << 20;
+    std::function<void(const std::string&)> log;
+    /// Weight streaming progress: device, bytes sent so far, bytes to send.
+    std::function<void(DeviceId, std::uint64_t, std::uint64_t)> progress;
+    TraceRecorder* trace = nullptr;
+};
+
+class RemotePipeline {
+public:
+    static constexpr DeviceId kCoordinator = 0;
+
+    /// `plan` names devices 1..N for workers[0..N-1].
+    RemotePipeline(std::shared_ptr<const Model> model, std::vector<WorkerEndpoint> workers, Plan plan, RemoteOptions opt)
+        : model_(std::move(model)), workers_(std::move(workers)), opt_(std::move(opt)),
+          scheduler_(opt_.max_in_flight, opt_.max_batch),
+          routing_(plan, kCoordinator, model_->config().n_blocks()),
+          tcp_(net_.get_executor(), kCoordinator,
+               TcpTransportOptions{.link = opt_.link, .tls = opt_.tls, .encoding = opt_.encoding,
+                                   .heartbeat = opt_.heartbeat, .model_id = model_identity(model_->file()),
+                                   .name = "coordinator", .log = opt_.log,
+                                   .on_control = [this](DeviceId from, const Frame& f) { return on_control(from, f); }}) {
+        for (const auto& st : plan.stages)
+            if (st.device == kCoordinator || st.device > workers_.size())
+                throw ConfigError("plan names device " + std::to_string(st.device) + " but there are " +
+                                  std::to_string(workers_.size()) + " workers");
+        for (std::size_t i = 0; i < workers_.size(); ++i)
+            control_.emplace(static_cast<DeviceId>(i + 1), std::make_unique<ControlInbox>(net_.get_executor(), 64));
+        net_thread_ = std::thread([this] { net_.run(); });
+        try {
+            asio::co_spawn(net_, setup(), asio::use_future).get();
+        } catch (...) {
+            shutdown();
+            throw;
+        }
+        coordinator_ = std::make_unique<Coordinator<TcpTransport, FifoScheduler>>(tcp_, scheduler_, routing_, opt_.trace);
+    }
+
+    RemotePipeline(const RemotePipeline&) = delete;
+    RemotePipeline& operator=(const RemotePipeline&) = delete;
+    ~RemotePipeline() { shutdown(); }
+
+    RequestId submit(RequestSpec spec) { return coordinator_->submit(std::move(spec)); }
+
+    /// Generates every submitted request; blocks the calling thread. A worker
+    /// that vanishes surfaces as PeerLostError within the link's idle timeout.
+    std::vector<RequestResult> run() {
+        std::vector<RequestResult> results;
+        std::exception_ptr error;
+        asio::co_spawn(coord_io_, coordinator_->run(), [&](std::exception_ptr e, std::vector<RequestResult> r) {
+            error = e;
+            results = std::move(r);
+        });
+        coord_io_.restart();
+        coord_io_.run();
+        if (error) std::rethrow_exception(error);
+        return results;
+    }
+
+    /// What each worker reported when its weights were loaded.
+    const std::map<DeviceId, wire::Ready>& ready() const noexcept { return ready_; }
+    const std::map<DeviceId, wire::HelloAck>& workers_info() const noexcept { return acks_; }
+
+    /// Asks a worker for its statistics.
+    wire::Stats stats(DeviceId id) {
+        return asio::co_spawn(net_, [this, id]() -> asio::awaitable<wire::Stats> {
+                   const wire::ErrorMsg empty;  // named: GCC 12 mishandles temporaries in co_await
+                   co_await tcp_.send_control(id, wire::FrameType::StatsRequest, empty);
+                   const auto f = co_await expect(id, wire::FrameType::Stats);
+                   co_return wire::decode<wire::Stats>(f.payload, "device " + std::to_string(id));
+               }, asio::use_future).get();
+    }
+
+    TcpLinkStats link_stats() const { return tcp_.stats(); }
+    const Plan plan() const { return routing_.plan(); }
+
+private:
+    using ControlInbox = asio::experimental::concurrent_channel<void(asio::error_code, Frame)>;
+
+    void log(const std::string& s) const {
+        if (opt_.log) opt_.log(s);
+    }
+
+    asio::awaitable<void> on_control(DeviceId from, const Frame& f) {
+        const auto it = control_.find(from);
+        if (it == control_.end()) co_return;
+        asio::error_code ec;
+        co_await it->second->async_send(asio::error_code{}, f, asio::redirect_error(asio::use_awaitable, ec));
+    }
+
+    // The next control frame from `id`, which must be of type `want` (an Error
+    // frame from the worker becomes an exception carrying its reason).
+    asio::awaitable<Frame> expect(DeviceId id, wire::FrameType want) {
+        const std::string who = "device " + std::to_string(id) + " (" + workers_[id - 1].str() + ")";
+        asio::steady_timer timeout(net_);
+        for (;;) {
+            auto f = co_await control_.at(id)->async_receive(asio::use_awaitable);
+            if (f.type == want) co_return f;
+            if (f.type == wire::FrameType::Error)
+                throw ConfigError(who + ": " + wire::decode<wire::ErrorMsg>(f.payload, who).reason);
+            log(who + ": ignored " + wire::frame_type_name(f.type) + " while waiting for " + wire::frame_type_name(want));
+        }
+    }
+
+    asio::awaitable<void> setup() {
+        const auto plan = routing_.plan();
+        const auto model_id = model_identity(model_->file());
+        const auto meta = metadata_image(model_->file(), model_->config());
+        std::vector<wire::PeerAddr> peers;
+        for (const auto& st : plan.stages) {
+            const auto& w = workers_[st.device - 1];
+            peers.push_back({st.device, w.host, w.port, st.blocks.begin, st.blocks.end});
+        }
+        for (const auto& st : plan.stages) {
+            const DeviceId id = st.device;
+            const auto& w = workers_[id - 1];
+            tcp_.set_address(id, w.host, w.port);
+            auto [conn, ack] = co_await tcp_.dial(w.host, w.port, wire::Role::Coordinator);
+            acks_[id] = ack;
+            tcp_.attach(id, conn);
+            log("device " + std::to_string(id) + " = " + w.str() + " ('" + ack.name + "', " + std::to_string(ack.threads) +
+                " threads): blocks " + to_string(st.blocks));
+
+            wire::Assign a;
+            a.device_id = id;
+            a.block_begin = st.blocks.begin;
+            a.block_end = st.blocks.end;
+            a.model_id = model_id;
+            a.metadata = meta;
+            a.tensors = describe_tensors(*model_, st.blocks);
+            a.peers = peers;
+            a.encoding = static_cast<std::uint8_t>(opt_.encoding);
+            a.max_in_flight = static_cast<std::uint32_t>(opt_.max_in_flight);
+            a.max_batch = static_cast<std::uint32_t>(opt_.max_batch);
+            co_await tcp_.send_control(id, wire::FrameType::Assign, a);
+
+            const auto need_frame = co_await expect(id, wire::FrameType::NeedTensors);
+            const auto need = wire::decode<wire::NeedTensors>(need_frame.payload, w.str());
+            co_await stream_tensors(id, a.tensors, need.hashes);
+            const auto ready_frame = co_await expect(id, wire::FrameType::Ready);
+            ready_[id] = wire::decode<wire::Ready>(ready_frame.payload, w.str());
+        }
+        const wire::ErrorMsg empty;  // named: GCC 12 mishandles temporaries in co_await
+        for (const auto& st : plan.stages) co_await tcp_.send_control(st.device, wire::FrameType::Start, empty);
+    }
+
+    // Sends exactly the tensors the worker asked for, in chunks.
+    asio::awaitable<void> stream_tensors(DeviceId id, const std::vector<wire::TensorDesc>& all,
+                                         const std::vector<std::uint64_t>& wanted) {
+        std::uint64_t total = 0, sent = 0;
+        std::vector<const wire::TensorDesc*> todo;
+        for (const auto h : wanted)
+            for (const auto& d : all)
+                if (d.hash == h) {
+                    todo.push_back(&d);
+                    total += d.bytes;
+                    break;
+                }
+        if (todo.size() != wanted.size()) throw ProtocolError("device " + std::to_string(id), "asked for unknown tensors");
+        if (opt_.progress) opt_.progress(id, 0, total);
+        for (const auto* d : todo) {
+            const auto& t = model_->file().tensor(d->name);
+            for (std::uint64_t off = 0; off < t.n_bytes(); off += opt_.chunk_bytes) {
+                const auto n = std::min<std::uint64_t>(opt_.chunk_bytes, t.n_bytes() - off);
+                wire::TensorChunk c;
+                c.hash = d->hash;
+                c.offset = off;
+                c.total = t.n_bytes();
+                c.data.resize(static_cast<std::size_t>(n));
+                std::memcpy(c.data.data(), t.data.data() + off, static_cast<std::size_t>(n));
+                co_await tcp_.send_control(id, wire::FrameType::TensorChunk, c);
+                sent += n;
+                if (opt_.progress) opt_.progress(id, sent, total);
+            }
+        }
+    }
+
+    void shutdown() {
+        if (shut_) return;
+        shut_ = true;
+        if (net_thread_.joinable()) {
+            try {
+                asio::co_spawn(net_, [this]() -> asio::awaitable<void> {
+                    const wire::ErrorMsg empty;
+                    const auto stages = routing_.plan().stages;
+                    for (const auto& st : stages)
+                        if (tcp_.connected(st.device)) {
+                            try {
+                                co_await tcp_.send_control(st.device, wire::FrameType::Stop, empty);
+                                co_await tcp_.send_control(st.device, wire::FrameType::Bye, empty);
+                            } catch (const std::exception&) {
+                            }
+                        }
+                    // Let the writers flush before the links close.
+                    asio::steady_timer t(net_, std::chrono::milliseconds(50));
+                    co_await t.async_wait(asio::use_awaitable);
+                }, asio::use_future).get();
+            } catch (const std::exception&) {
+            }
+        }
+        tcp_.close();
+        for (auto& [id, c] : control_) c->close();
+        guard_.reset();
+        net_.stop();
+        if (net_thread_.joinable()) net_thread_.join();
+    }
+
+    std::shared_ptr<const Model> model_;
+    std::vector<WorkerEndpoint> workers_;
+    RemoteOptions opt_;
+    FifoScheduler scheduler_;
+    Routing routing_;
+    asio::io_context net_{1};
+    asio::executor_work_guard<asio::io_context::executor_type> guard_{net_.get_executor()};
+    asio::io_context coord_io_{1};
+    TcpTransport tcp_;
+    std::map<DeviceId, std::unique_ptr<ControlInbox>> control_;
+    std::thread net_thread_;
+    std::map<DeviceId, wire::Ready> ready_;
+    std::map<DeviceId, wire::HelloAck> acks_;
+    std::unique_ptr<Coordinator<TcpTransport, FifoScheduler>> coordinator_;
+    bool shut_ = false;
+};
+
+}  // namespace tandem
