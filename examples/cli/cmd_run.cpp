@@ -172,10 +172,12 @@ int cmd_run(int argc, char** argv) {
         total_tokens += r.tokens.size();
         if (!r.error.empty()) std::fprintf(stderr, "request %llu failed: %s\n", static_cast<unsigned long long>(r.id), r.error.c_str());
         if (!stream) {
-            std::vector<std::int32_t> toks = r.tokens;
-            std::erase_if(toks, [&](std::int32_t t) { return tokenizer.is_eog(t); });
-            std::printf("--- request %llu ---\n%s%s\n", static_cast<unsigned long long>(r.id), prompt.c_str(),
-                        tokenizer.decode(toks).c_str());
+            StreamDecoder text(tokenizer, prompt.empty());
+            std::string body;
+            for (const auto t : r.tokens)
+                if (!tokenizer.is_eog(t)) body += text.push(t);
+            body += text.flush();
+            std::printf("--- request %llu ---\n%s%s\n", static_cast<unsigned long long>(r.id), prompt.c_str(), body.c_str());
         }
     }
     if (!quiet) {
