@@ -12,6 +12,8 @@ int cmd_run(int argc, char** argv);
 int cmd_worker(int argc, char** argv);
 int cmd_keygen(int argc, char** argv);
 int cmd_plan(int argc, char** argv);
+int cmd_synth(int argc, char** argv);
+int cmd_quantize(int argc, char** argv);
 
 /// The model embedded in the binary (stories260K), as a GGUF image.
 std::span<const std::byte> default_model();

@@ -21,6 +21,8 @@ constexpr Command kCommands[] = {
     {"worker", tandem::cli::cmd_worker, "serve blocks of a model for a coordinator"},
     {"keygen", tandem::cli::cmd_keygen, "make the cluster key trusted devices share"},
     {"plan", tandem::cli::cmd_plan, "plan which device runs which blocks (GLPK)"},
+    {"synth", tandem::cli::cmd_synth, "write a real-shaped model with random weights"},
+    {"quantize", tandem::cli::cmd_quantize, "requantize a model's weight matrices"},
 };
 
 void usage() {
