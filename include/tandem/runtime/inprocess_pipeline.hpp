@@ -81,6 +81,16 @@ public:
             n->guard.reset();
             if (n->thread.joinable()) n->thread.join();
         }
+        // The inboxes live in the hub but are registered with the devices'
+        // io_contexts (members of nodes_, destroyed before hub_): destroy
+        // the hub, and everything holding it, first.
+        for (auto& n : nodes_) {
+            n->loop.reset();
+            n->transport.reset();
+        }
+        coordinator_.reset();
+        coord_transport_.reset();
+        hub_.reset();
     }
 
     /// Queues a request; run() generates it.
