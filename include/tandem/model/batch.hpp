@@ -106,18 +106,18 @@ private:
 
 /// Scratch buffers for one forward pass; reused across calls to avoid
 /// allocation on the hot path. One per device (not shared between threads).
+/// Aligned, so that results never depend on buffer addresses (see AlignedFloats).
 struct Workspace {
-    std::vector<float> xb;     // (n, dim) normalised input
-    std::vector<float> q;      // (n, q_dim)
-    std::vector<float> k;      // (n, kv_dim)
-    std::vector<float> v;      // (n, kv_dim)
-    std::vector<float> att;    // (n, q_dim) attention output
-    std::vector<float> proj;   // (n, dim)
-    std::vector<float> gate;   // (n, ffn_dim)
-    std::vector<float> up;     // (n, ffn_dim)
-    std::vector<float> scores; // (n_threads, n_ctx) attention scores
+    AlignedFloats xb;     // (n, dim) normalised input
+    AlignedFloats q;      // (n, q_dim)
+    AlignedFloats k;      // (n, kv_dim)
+    AlignedFloats v;      // (n, kv_dim)
+    AlignedFloats att;    // (n, q_dim) attention output
+    AlignedFloats proj;   // (n, dim)
+    AlignedFloats gate;   // (n, ffn_dim)
+    AlignedFloats up;     // (n, ffn_dim)
 
-    static float* sized(std::vector<float>& v, std::int64_t n) {
+    static float* sized(AlignedFloats& v, std::int64_t n) {
         if (static_cast<std::int64_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
         return v.data();
     }

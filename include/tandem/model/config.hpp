@@ -16,13 +16,9 @@
 
 #include "tandem/core/error.hpp"
 #include "tandem/gguf/reader.hpp"
+#include "tandem/kernels/rope.hpp"  // RopeLayout
 
 namespace tandem {
-
-enum class RopeLayout : std::uint8_t {
-    Normal,  // rotate adjacent pairs (2i, 2i+1): llama as stored in GGUF
-    NeoX,    // rotate (i, i + n_dims/2)
-};
 
 struct ModelConfig {
     std::string architecture;      // general.architecture, e.g. "llama"

@@ -14,17 +14,25 @@
 #include <string>
 #include <vector>
 
+#include <Eigen/Core>
+
 #include "tandem/core/error.hpp"
 
 namespace tandem {
 
 using SeqId = std::uint64_t;
 
+/// Buffers the kernels read are aligned to Eigen's maximum alignment: Eigen's
+/// vectorized reductions start with scalar steps up to the first aligned
+/// element, so the summation order (and the last bits of a result) would
+/// otherwise depend on where the allocator happened to put a buffer.
+using AlignedFloats = std::vector<float, Eigen::aligned_allocator<float>>;
+
 /// The cache of one layer of one sequence: K and V, each (n_positions, kv_dim).
 struct LayerKv {
     std::int64_t n_positions = 0;
-    std::vector<float> k;  // (n_positions, kv_dim)
-    std::vector<float> v;  // (n_positions, kv_dim)
+    AlignedFloats k;  // (n_positions, kv_dim)
+    AlignedFloats v;  // (n_positions, kv_dim)
 };
 
 class KvCache {

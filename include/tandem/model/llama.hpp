@@ -20,7 +20,12 @@
 #include "tandem/gguf/quant.hpp"
 #include "tandem/gguf/reader.hpp"
 #include "tandem/model/architecture.hpp"
-#include "tandem/model/tmp_ops.hpp"
+#include "tandem/kernels/activation.hpp"
+#include "tandem/kernels/attention.hpp"
+#include "tandem/kernels/matmul.hpp"
+#include "tandem/kernels/norm.hpp"
+#include "tandem/kernels/rope.hpp"
+#include "tandem/kernels/weight.hpp"
 
 namespace tandem {
 
@@ -99,17 +104,18 @@ public:
         need(L.wq, "attention weights of layer " + std::to_string(layer));
         const std::int64_t n = h.rows();
         const std::int64_t dim = c.dim, hd = c.head_dim, kvd = c.kv_dim(), qd = c.q_dim();
-        float* xb = Workspace::sized(ws.xb, n * dim);    // (n, dim)
-        float* q = Workspace::sized(ws.q, n * qd);       // (n, q_dim)
-        float* k = Workspace::sized(ws.k, n * kvd);      // (n, kv_dim)
-        float* v = Workspace::sized(ws.v, n * kvd);      // (n, kv_dim)
-        float* att = Workspace::sized(ws.att, n * qd);   // (n, q_dim)
+        float* xb = Workspace::sized(ws.xb, n * dim);      // (n, dim)
+        float* q = Workspace::sized(ws.q, n * qd);         // (n, q_dim)
+        float* k = Workspace::sized(ws.k, n * kvd);        // (n, kv_dim)
+        float* v = Workspace::sized(ws.v, n * kvd);        // (n, kv_dim)
+        float* att = Workspace::sized(ws.att, n * qd);     // (n, q_dim)
         float* proj = Workspace::sized(ws.proj, n * dim);  // (n, dim)
 
-        for (std::int64_t t = 0; t < n; ++t) rms_norm(h.row(t).data(), L.attn_norm, xb + t * dim, dim, c.norm_eps);
-        matmul(L.wq, xb, n, q, pool);
-        matmul(L.wk, xb, n, k, pool);
-        matmul(L.wv, xb, n, v, pool);
+        // xb = rms_norm(h); q, k, v = Wq xb, Wk xb, Wv xb (one pass over xb).
+        rms_norm_rows(h.data(), L.attn_norm, xb, n, dim, c.norm_eps);
+        const WeightView* w_qkv[] = {&L.wq, &L.wk, &L.wv};
+        float* y_qkv[] = {q, k, v};
+        matmul(std::span<const WeightView* const>(w_qkv), xb, n, std::span<float* const>(y_qkv), pool);
 
         // RoPE, then append k and v to each token's sequence cache.
         for (std::int64_t t = 0; t < n; ++t) {
@@ -124,44 +130,30 @@ public:
             cache.mark_filled(pos);
         }
 
-        // Each (token, head) attends over positions [0, pos] of its sequence.
-        const std::int64_t group = c.n_heads / c.n_kv_heads;
+        // Each token attends over positions [0, pos] of its own sequence. The
+        // same per-token kernel runs whatever the batch holds, so a token's
+        // output does not depend on what it was batched with.
+        const AttentionDims dims{c.n_heads, c.n_kv_heads, hd, kvd};
         const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-        std::int64_t max_pos = 0;
-        for (auto p : batch.positions) max_pos = std::max<std::int64_t>(max_pos, p);
-        Workspace::sized(ws.scores, static_cast<std::int64_t>(pool.size()) * (max_pos + 1));
-        pool.run([&](unsigned tid, unsigned nt) {
-            float* sc = ws.scores.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(max_pos + 1);
-            for (std::int64_t job = tid; job < n * c.n_heads; job += nt) {
-                const std::int64_t t = job / c.n_heads, hh = job % c.n_heads, g = hh / group;
-                const std::int64_t pos = batch.positions[static_cast<std::size_t>(t)];
-                const KvCache& cache = kv.at(batch.seq_ids[static_cast<std::size_t>(t)]);
-                const float* qh = q + t * qd + hh * hd;
-                float mx = -INFINITY;
-                for (std::int64_t p = 0; p <= pos; ++p) {
-                    const float* kp = cache.k(layer, p) + g * hd;
-                    float s = 0;
-                    for (std::int64_t i = 0; i < hd; ++i) s += qh[i] * kp[i];
-                    sc[p] = s * scale;
-                    mx = std::max(mx, sc[p]);
-                }
-                float sum = 0;
-                for (std::int64_t p = 0; p <= pos; ++p) {
-                    sc[p] = std::exp(sc[p] - mx);
-                    sum += sc[p];
-                }
-                float* out = att + t * qd + hh * hd;
-                for (std::int64_t i = 0; i < hd; ++i) out[i] = 0;
-                for (std::int64_t p = 0; p <= pos; ++p) {
-                    const float a = sc[p] / sum;
-                    const float* vp = cache.v(layer, p) + g * hd;
-                    for (std::int64_t i = 0; i < hd; ++i) out[i] += a * vp[i];
-                }
-            }
-        });
+        auto one = [&](std::int64_t t, ThreadPool* heads_pool) {
+            const std::int64_t pos = batch.positions[static_cast<std::size_t>(t)];
+            const KvCache& cache = kv.at(batch.seq_ids[static_cast<std::size_t>(t)]);
+            thread_local AlignedFloats scratch;  // (n_heads, n_kv)
+            if (scratch.size() < static_cast<std::size_t>(c.n_heads * (pos + 1)))
+                scratch.resize(static_cast<std::size_t>(c.n_heads * (pos + 1)));
+            tandem::attention(q + t * qd, cache.k(layer, 0), cache.v(layer, 0), pos + 1, dims, scale, att + t * qd,
+                              scratch.data(), heads_pool);
+        };
+        for (std::int64_t t = 0; t < n; ++t) kv.at(batch.seq_ids[static_cast<std::size_t>(t)]);  // create caches here, not in threads
+        if (n == 1)
+            one(0, &pool);
+        else
+            pool.parallel_for(n, [&](std::int64_t t0, std::int64_t t1) {
+                for (std::int64_t t = t0; t < t1; ++t) one(t, nullptr);
+            });
 
         matmul(L.wo, att, n, proj, pool);
-        h += Eigen::Map<const Activations>(proj, n, dim);
+        add_inplace(h.data(), proj, n * dim);  // h += Wo att
     }
 
     void ffn(std::int64_t layer, Activations& h, Workspace& ws, ThreadPool& pool) const override {
@@ -173,12 +165,13 @@ public:
         float* gate = Workspace::sized(ws.gate, n * f);    // (n, ffn)
         float* up = Workspace::sized(ws.up, n * f);        // (n, ffn)
         float* proj = Workspace::sized(ws.proj, n * dim);  // (n, dim)
-        for (std::int64_t t = 0; t < n; ++t) rms_norm(h.row(t).data(), L.ffn_norm, xb + t * dim, dim, c.norm_eps);
-        matmul(L.w_gate, xb, n, gate, pool);
-        matmul(L.w_up, xb, n, up, pool);
-        for (std::int64_t i = 0; i < n * f; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+        rms_norm_rows(h.data(), L.ffn_norm, xb, n, dim, c.norm_eps);
+        const WeightView* w_gu[] = {&L.w_gate, &L.w_up};
+        float* y_gu[] = {gate, up};
+        matmul(std::span<const WeightView* const>(w_gu), xb, n, std::span<float* const>(y_gu), pool);
+        swiglu(gate, up, gate, n * f);  // gate = silu(gate) * up
         matmul(L.w_down, gate, n, proj, pool);
-        h += Eigen::Map<const Activations>(proj, n, dim);
+        add_inplace(h.data(), proj, n * dim);  // h += Wdown (silu(gate) * up)
     }
 
     void head(const Activations& h, std::span<const std::int64_t> rows, Activations& logits, Workspace& ws,
@@ -189,6 +182,7 @@ public:
         float* xb = Workspace::sized(ws.xb, n * c.dim);  // (n_out, dim)
         for (std::int64_t i = 0; i < n; ++i)
             rms_norm(h.row(rows[static_cast<std::size_t>(i)]).data(), output_norm_, xb + i * c.dim, c.dim, c.norm_eps);
+        // logits (n_out, n_vocab) = output xb
         logits.resize(n, c.n_vocab);
         matmul(w, xb, n, logits.data(), pool);
     }
@@ -208,7 +202,7 @@ private:
             throw FormatError(f.name(), f.data_offset() + t.offset,
                               "tensor '" + name + "' has shape " + shape_string(t.shape) + ", expected [" +
                                   std::to_string(cols) + ", " + std::to_string(rows) + "]");
-        return weight_view(t);
+        return weight_view(t, f.name());
     }
 
     // Norm weights are tiny: keep an F32 copy whatever the file stores.
