@@ -24,12 +24,6 @@ using namespace tandem;
 
 namespace {
 
-// See synth_test.cpp: quantized forward passes wait for the matmul kernels.
-#if __has_include(<tandem/model/tmp_ops.hpp>)
-constexpr bool kEngineF32Only = true;
-#else
-constexpr bool kEngineF32Only = false;
-#endif
 
 std::uint64_t file_size(const std::string& path) {
     std::ifstream f(path, std::ios::binary | std::ios::ate);
@@ -244,7 +238,7 @@ TEST_CASE("quantize: stories260K's logits move only by quantization error") {
     }
 }
 
-TEST_CASE("quantize: the quantized stories260K runs on the engine's kernels close to F32" * doctest::skip(kEngineF32Only)) {
+TEST_CASE("quantize: the quantized stories260K runs on the engine's kernels close to F32") {
     // As above, but through the quantized matmul kernels, which also quantize
     // the activations to Q8_0. Measured with the kernels swapped in by hand:
     // 0.0072 (Q8_0), 0.109 (Q4_0), top token unchanged; bounds 0.03 and 0.2.

@@ -26,14 +26,6 @@ using namespace tandem;
 
 namespace {
 
-// Until the quantized matmul kernels replace model/tmp_ops.hpp (F32 only), a
-// forward pass over quantized weights reads them as floats. These cases turn
-// on by themselves when tmp_ops.hpp is deleted; `test_model --no-skip` runs them now.
-#if __has_include(<tandem/model/tmp_ops.hpp>)
-constexpr bool kEngineF32Only = true;
-#else
-constexpr bool kEngineF32Only = false;
-#endif
 
 const std::string kSpm = test::model_path("vocab/ggml-vocab-llama-spm.gguf");
 const std::string kGpt2 = test::model_path("vocab/ggml-vocab-gpt-2.gguf");
@@ -293,7 +285,7 @@ TEST_CASE("synth: an F32 model loads and its forward pass gives finite, sane log
     }
 }
 
-TEST_CASE("synth: quantized models run and stay close to their F32 twin" * doctest::skip(kEngineF32Only)) {
+TEST_CASE("synth: quantized models run and stay close to their F32 twin") {
     // The Q8_0 / Q4_0 files of one seed are the F32 file's weights quantized,
     // so their logits differ from it by quantization error only. Random
     // weights have no structure to hide it in: measured relative L2 errors
