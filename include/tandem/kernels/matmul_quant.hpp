@@ -55,6 +55,9 @@ struct QuantTile {
     static constexpr int kTokens = 4;
 #endif
     static constexpr std::size_t kChunkBytes = 256 * 1024;  // weights per row chunk of a batch (L2: 512 KiB+)
+    // Decode prefetches each row this far ahead (measured on Zen 3 from DRAM, one
+    // core: Q8_0 20 -> 22-24 GB/s, Q4_0 11.5 -> 15 GB/s).
+    static constexpr int kPrefetchBytes = 512;
 };
 
 /// The minimum term of row r for token t: sum_b m[b] * s_t[b].
@@ -95,11 +98,8 @@ inline void decode_tile4(const WeightView& w, const std::int64_t rows[4], unsign
     __m256 zacc = _mm256_setzero_ps();
     const __m256 neg_zero = _mm256_set1_ps(-static_cast<float>(F::kZero));
     for (std::int64_t b = 0; b < nb; ++b) {
-#ifndef TANDEM_PF_BYTES
-#define TANDEM_PF_BYTES 512
-#endif
         for (int r = 0; r < R; ++r)
-            _mm_prefetch(reinterpret_cast<const char*>(wr[r] + b) + TANDEM_PF_BYTES, _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(wr[r] + b) + QuantTile::kPrefetchBytes, _MM_HINT_T0);
         const __m256i av = _mm256_load_si256(reinterpret_cast<const __m256i*>(aq + 32 * b));
         // The 4 rows' F16 scales gathered in a GPR, converted at once, times d_a:
         // [s0 s1 s2 s3] in both halves, splat per row with an in-lane shuffle.
