@@ -33,6 +33,10 @@
 
 TANDEM_KERNELS_BEGIN
 
+/// Below this much work (weight bytes x min(tokens, 16)) a matmul runs on the
+/// calling thread alone: waking the pool costs more than it saves.
+inline constexpr std::uint64_t kSerialWorkBytes = 256u << 10;
+
 /// Whether matmul accepts weights of this type.
 inline constexpr bool matmul_supports(GgmlType type) noexcept {
     switch (type) {
@@ -187,7 +191,7 @@ inline void matmul(std::span<const WeightView* const> ws, const float* x, std::i
             rows(0, n);
         in.q8k = acts;
     }
-    pool.run([&](unsigned t, unsigned nt) {
+    auto share = [&](unsigned t, unsigned nt) {
         for (std::size_t i = 0; i < ws.size(); ++i) {
             const WeightView& w = *ws[i];
             const std::int64_t unit = kd::split_unit(w.type, n);
@@ -196,7 +200,17 @@ inline void matmul(std::span<const WeightView* const> ws, const float* x, std::i
             const std::int64_t e = std::min(w.rows, units * (t + 1) / nt * unit);
             if (b < e) kd::run_rows(w, in, ys[i], b, e);
         }
-    });
+    };
+    // Small products (a few hundred KiB of weights x tokens) finish faster on
+    // the calling thread than the pool can hand them out; the split never
+    // changes results, so this only saves time.
+    std::uint64_t work = 0;
+    for (const WeightView* w : ws) work += w->n_bytes();
+    work *= static_cast<std::uint64_t>(std::min<std::int64_t>(n, 16));
+    if (pool.size() == 1 || work < kSerialWorkBytes)
+        share(0, 1);
+    else
+        pool.run(share);
 }
 
 /// y (n, w.rows) = x (n, w.cols) @ W^T, on every thread of `pool`.
