@@ -38,7 +38,9 @@ Runs a model split over several devices. Without -m it uses the embedded stories
       --insecure          plaintext links
       --threads-per-worker T   compute threads of each local worker (default 1)
       --quiet             print only the generated text
-%s)";
+      --cache-dir DIR     weight cache shared by the --local-workers (default: each its own)
+Link timing (also passed to --local-workers):
+%s%s)";
 
 wire::Encoding parse_encoding(const std::string& s) {
     if (s == "f32") return wire::Encoding::F32;
@@ -66,7 +68,7 @@ std::vector<std::string> split_list(const std::string& s) {
 int cmd_run(int argc, char** argv) {
     Args args(argc, argv, {"help", "h", "insecure", "quiet"});
     if (args.flag({"help", "h"})) {
-        std::printf(kHelp, kSamplingHelp);
+        std::printf(kHelp, kLinkHelp, kSamplingHelp);
         return 0;
     }
     const auto prompt = args.str({"p", "prompt"});
@@ -83,6 +85,7 @@ int cmd_run(int argc, char** argv) {
     ro.encoding = parse_encoding(args.str({"encoding"}, "f32"));
     ro.max_in_flight = static_cast<std::size_t>(args.num<int>({"in-flight"}, parallel));
     ro.max_batch = static_cast<std::size_t>(args.num<int>({"batch"}, 1));
+    link_options_from_args(args, ro.link, ro.heartbeat);
     ro.log = [quiet](const std::string& l) {
         if (!quiet) log_line("coordinator", l);
     };
@@ -92,6 +95,11 @@ int cmd_run(int argc, char** argv) {
     std::string key_path;
     if (local > 0) {
         std::vector<std::string> extra = {"--threads", std::to_string(args.num<int>({"threads-per-worker"}, 1))};
+        for (auto& a : link_args_given(args)) extra.push_back(std::move(a));
+        if (const auto cache = args.str({"cache-dir"}); !cache.empty()) {
+            extra.push_back("--cache-dir");
+            extra.push_back(cache);
+        }
         if (args.flag({"insecure"})) {
             extra.push_back("--insecure");
         } else {

@@ -28,7 +28,7 @@ the chosen one is printed as "listening on ADDR:PORT".
   --model FILE          a local copy of the model to memory-map instead of receiving weights
   --key FILE            cluster key made by `tandem keygen` (TLS 1.3)
   --insecure            plaintext links, no authentication (trusted test networks only)
-)";
+%s)";
 
 Worker* g_worker = nullptr;
 void on_signal(int) {
@@ -39,7 +39,7 @@ void on_signal(int) {
 int cmd_worker(int argc, char** argv) {
     Args args(argc, argv, {"help", "h", "insecure"});
     if (args.flag({"help", "h"})) {
-        std::fputs(kHelp, stdout);
+        std::printf(kHelp, kLinkHelp);
         return 0;
     }
     WorkerOptions opt;
@@ -53,6 +53,7 @@ int cmd_worker(int argc, char** argv) {
     opt.model_path = args.str({"model", "m"});
     auto tls = tls_from_args(args);
     opt.tls = tls.get();
+    link_options_from_args(args, opt.link, opt.heartbeat);
     opt.log = [name = opt.name](const std::string& line) { log_line(name, line); };
     args.reject_unknown();
 

@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <initializer_list>
 #include <string>
+#include <vector>
 
 #include <tandem/runtime/remote_pipeline.hpp>
 #if defined(TANDEM_HAS_TLS)
@@ -31,6 +33,50 @@ inline std::unique_ptr<TlsConfig> tls_from_args(const Args& args) {
 #else
     throw std::runtime_error("this build has no TLS (TANDEM_WITH_TLS=OFF): only --insecure works");
 #endif
+}
+
+/// Link timing flags shared by `run` and `worker` (all optional):
+///   --idle-timeout MS       a peer silent this long is lost (default 5000)
+///   --heartbeat MS          ping period; must stay below every peer's idle timeout (default 1000)
+///   --handshake-timeout MS  TCP connect + TLS handshake (default 5000)
+///   --frame-grace MS        a started frame's slack before the rate applies (default 2000)
+///   --min-rate SIZE         bytes per second a started frame must keep up (default 64K)
+///   --max-frame SIZE        largest frame accepted (default 64M)
+inline constexpr const char* kLinkHelp = R"(  --idle-timeout MS     a peer silent this long is lost (default 5000)
+  --heartbeat MS        ping period, below every peer's idle timeout (default 1000)
+  --handshake-timeout MS  TCP connect + TLS handshake limit (default 5000)
+  --frame-grace MS      slack for a started frame before --min-rate applies (default 2000)
+  --min-rate SIZE       bytes/s a started frame must keep up: slower peers are cut off (default 64K)
+  --max-frame SIZE      largest frame accepted (default 64M)
+)";
+
+inline const std::initializer_list<const char*> kLinkFlags = {"idle-timeout", "heartbeat", "handshake-timeout",
+                                                             "frame-grace", "min-rate", "max-frame"};
+
+inline void link_options_from_args(const Args& args, LinkOptions& link, std::chrono::milliseconds& heartbeat) {
+    using ms = std::chrono::milliseconds;
+    link.idle_timeout = ms(args.num<long long>({"idle-timeout"}, link.idle_timeout.count()));
+    heartbeat = ms(args.num<long long>({"heartbeat"}, heartbeat.count()));
+    link.handshake_timeout = ms(args.num<long long>({"handshake-timeout"}, link.handshake_timeout.count()));
+    link.frame_grace = ms(args.num<long long>({"frame-grace"}, link.frame_grace.count()));
+    if (args.has("min-rate")) link.min_rate_bytes_per_s = static_cast<double>(parse_bytes(args.str({"min-rate"})));
+    if (args.has("max-frame")) link.max_frame = parse_bytes(args.str({"max-frame"}));
+    if (link.idle_timeout.count() <= 0 || heartbeat.count() <= 0 || link.handshake_timeout.count() <= 0 ||
+        link.frame_grace.count() < 0 || link.min_rate_bytes_per_s <= 0 || link.max_frame < 1024)
+        throw std::runtime_error("link timings must be positive (and --max-frame at least 1K)");
+    if (heartbeat >= link.idle_timeout)
+        throw std::runtime_error("--heartbeat must be shorter than --idle-timeout, or live peers time out");
+}
+
+/// The link flags given on this command line, to pass on to child workers.
+inline std::vector<std::string> link_args_given(const Args& args) {
+    std::vector<std::string> out;
+    for (const char* f : kLinkFlags)
+        if (args.has(f)) {
+            out.push_back(std::string("--") + f);
+            out.push_back(args.str({f}));
+        }
+    return out;
 }
 
 inline std::string default_cache_dir(const std::string& name) {

@@ -53,6 +53,15 @@ namespace detail {
 
 inline void append_to_batch(const Message& m, Batch& b, std::int64_t dim, bool first_stage) {
     const auto n = static_cast<std::int64_t>(m.positions.size());
+    // Positions index the KV cache: a step needs at least one, none negative
+    // (the context-length bound is the cache's own check).
+    if (n == 0)
+        throw ProtocolError("device " + std::to_string(m.from), "step of request " + std::to_string(m.request) +
+                                                                     " has no positions");
+    for (const auto p : m.positions)
+        if (p < 0)
+            throw ProtocolError("device " + std::to_string(m.from),
+                                "step of request " + std::to_string(m.request) + " has position " + std::to_string(p));
     if (first_stage) {
         if (static_cast<std::int64_t>(m.tokens.size()) != n)
             throw ProtocolError("device " + std::to_string(m.from), "step carries " + std::to_string(m.tokens.size()) +
@@ -220,8 +229,26 @@ private:
         std::vector<Message> mine;
         for (auto& m : work) {
             if (m.first_block != blocks.begin) {
+                // A block outside the model, or inside this segment but not its
+                // first, has no owner to relay to: the step fails.
+                std::string bad;
+                DeviceId to = 0;
+                if (m.first_block < 0 || m.first_block >= routing_.n_blocks() || blocks.contains(m.first_block)) {
+                    bad = "no device starts at block " + std::to_string(m.first_block);
+                } else {
+                    try {
+                        to = routing_.device_of_block(m.first_block);
+                    } catch (const Error& e) {
+                        bad = e.what();
+                    }
+                }
+                if (!bad.empty()) {
+                    ++stats_.errors;
+                    co_await report_failure(m, std::string(device_.name()) + ": step of request " +
+                                                   std::to_string(m.request) + ": " + bad);
+                    continue;
+                }
                 ++stats_.relayed;
-                const auto to = routing_.device_of_block(m.first_block);
                 co_await send(to, std::move(m));
             } else {
                 mine.push_back(std::move(m));
@@ -256,14 +283,7 @@ private:
             // The step cannot run here: tell the coordinator, request by request.
             computing_ = false;
             ++stats_.errors;
-            for (const auto& m : mine) {
-                Message err;
-                err.kind = MessageKind::Error;
-                err.request = m.request;
-                err.step = m.step;
-                err.text = failure;
-                co_await send(routing_.coordinator(), std::move(err));
-            }
+            for (const auto& m : mine) co_await report_failure(m, failure);
             co_return;
         }
         computing_ = false;
@@ -310,6 +330,16 @@ private:
         }
     }
 
+    // Tells the coordinator that step `m` failed here.
+    asio::awaitable<void> report_failure(const Message& m, std::string why) {
+        Message err;
+        err.kind = MessageKind::Error;
+        err.request = m.request;
+        err.step = m.step;
+        err.text = std::move(why);
+        co_await send(routing_.coordinator(), std::move(err));
+    }
+
     // Sends one message; a link that fails is reported to the coordinator (for
     // the message's request) instead of ending the loop.
     asio::awaitable<void> send(DeviceId to, Message m) {
@@ -334,7 +364,8 @@ private:
         err.kind = MessageKind::Error;
         err.request = request;
         err.step = step;
-        err.text = std::string(device_.name()) + ": cannot reach device " + std::to_string(to) + ": " + failure;
+        err.text = std::string(device_.name()) + ": cannot send to device " + std::to_string(to) + ": " + failure;
+        err.lost_device = to;  // the coordinator re-plans without it (or reports it lost)
         try {
             co_await transport_.send(routing_.coordinator(), std::move(err));
         } catch (const Error&) {

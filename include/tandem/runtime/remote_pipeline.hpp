@@ -14,6 +14,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -80,7 +81,8 @@ public:
                TcpTransportOptions{.link = opt_.link, .tls = opt_.tls, .encoding = opt_.encoding,
                                    .heartbeat = opt_.heartbeat, .model_id = model_identity(model_->file()),
                                    .name = "coordinator", .log = opt_.log,
-                                   .on_control = [this](DeviceId from, const Frame& f) { return on_control(from, f); }}) {
+                                   .on_control = [this](DeviceId from, const Frame& f) { return on_control(from, f); },
+                                   .on_lost = [this](DeviceId id, const std::string& why) { on_lost(id, why); }}) {
         for (const auto& st : plan.stages)
             if (st.device == kCoordinator || st.device > workers_.size())
                 throw ConfigError("plan names device " + std::to_string(st.device) + " but there are " +
@@ -149,14 +151,28 @@ private:
         co_await it->second->async_send(asio::error_code{}, f, asio::redirect_error(asio::use_awaitable, ec));
     }
 
+    // A lost link wakes whoever waits for that worker's control frames (setup,
+    // stats): a Bye frame in its control inbox carries why (Bye itself never
+    // reaches on_control).
+    void on_lost(DeviceId id, const std::string& why) {
+        const auto it = control_.find(id);
+        if (it == control_.end()) return;
+        Frame f;
+        f.type = wire::FrameType::Bye;
+        f.payload = wire::encode(wire::ErrorMsg{why});
+        it->second->try_send(asio::error_code{}, std::move(f));
+    }
+
     // The next control frame from `id`, which must be of type `want` (an Error
-    // frame from the worker becomes an exception carrying its reason).
+    // frame from the worker becomes an exception carrying its reason; a lost
+    // link, PeerLostError).
     asio::awaitable<Frame> expect(DeviceId id, wire::FrameType want) {
         const std::string who = "device " + std::to_string(id) + " (" + workers_[id - 1].str() + ")";
-        asio::steady_timer timeout(net_);
         for (;;) {
             auto f = co_await control_.at(id)->async_receive(asio::use_awaitable);
             if (f.type == want) co_return f;
+            if (f.type == wire::FrameType::Bye)
+                throw PeerLostError(who, wire::decode<wire::ErrorMsg>(f.payload, who).reason);
             if (f.type == wire::FrameType::Error)
                 throw ConfigError(who + ": " + wire::decode<wire::ErrorMsg>(f.payload, who).reason);
             log(who + ": ignored " + wire::frame_type_name(f.type) + " while waiting for " + wire::frame_type_name(want));
@@ -210,14 +226,17 @@ private:
                                          const std::vector<std::uint64_t>& wanted) {
         std::uint64_t total = 0, sent = 0;
         std::vector<const wire::TensorDesc*> todo;
-        for (const auto h : wanted)
+        std::set<std::uint64_t> seen;
+        for (const auto h : wanted) {
+            if (!seen.insert(h).second) continue;  // equal contents travel once
             for (const auto& d : all)
                 if (d.hash == h) {
                     todo.push_back(&d);
                     total += d.bytes;
                     break;
                 }
-        if (todo.size() != wanted.size()) throw ProtocolError("device " + std::to_string(id), "asked for unknown tensors");
+        }
+        if (todo.size() != seen.size()) throw ProtocolError("device " + std::to_string(id), "asked for unknown tensors");
         if (opt_.progress) opt_.progress(id, 0, total);
         for (const auto* d : todo) {
             const auto& t = model_->file().tensor(d->name);

@@ -110,14 +110,18 @@ public:
             if (p.fd < 0) throw IoError(p.tmp + ": " + std::strerror(errno));
             p.hasher.reset();
         }
-        if (c.total != p.total || c.offset != p.received || c.data.size() > p.total - p.received)
+        if (c.total != p.total || c.offset != p.received || c.data.size() > p.total - p.received) {
+            drop_partial(c.hash);
             throw ProtocolError(peer, "tensor chunk out of order or past its end");
+        }
         std::size_t done = 0;
         while (done < c.data.size()) {
             const auto n = ::write(p.fd, c.data.data() + done, c.data.size() - done);
             if (n < 0) {
                 if (errno == EINTR) continue;
-                throw IoError(p.tmp + ": " + std::strerror(errno));
+                const std::string err = p.tmp + ": " + std::strerror(errno);
+                drop_partial(c.hash);
+                throw IoError(err);
             }
             done += static_cast<std::size_t>(n);
         }
@@ -139,15 +143,25 @@ public:
 
     std::shared_ptr<MappedFile> open(std::uint64_t hash) const { return std::make_shared<MappedFile>(path(hash)); }
 
-    ~WeightCache() {
-        for (auto& [h, p] : partial_)
-            if (p.fd >= 0) {
-                ::close(p.fd);
-                ::unlink(p.tmp.c_str());
-            }
+    /// Forgets the tensors being received (a session ended mid-transfer):
+    /// their temporary files are deleted, and the next sender starts at 0.
+    void drop_partials() {
+        while (!partial_.empty()) drop_partial(partial_.begin()->first);
     }
 
+    ~WeightCache() { drop_partials(); }
+
 private:
+    void drop_partial(std::uint64_t hash) {
+        const auto it = partial_.find(hash);
+        if (it == partial_.end()) return;
+        if (it->second.fd >= 0) {
+            ::close(it->second.fd);
+            ::unlink(it->second.tmp.c_str());
+        }
+        partial_.erase(it);
+    }
+
     struct Partial {
         int fd = -1;
         std::string tmp;

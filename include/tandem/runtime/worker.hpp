@@ -16,6 +16,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -78,6 +79,8 @@ static_assert(Transport<SessionTransport>);
 
 class Worker {
 public:
+    static constexpr DeviceId kCoordinator = 0;
+
     explicit Worker(WorkerOptions opt)
         : opt_(std::move(opt)),
           device_(CpuDeviceOptions{.name = opt_.name, .threads = opt_.threads, .memory_budget = opt_.memory_limit}),
@@ -150,7 +153,8 @@ private:
     asio::awaitable<std::string> admit(const wire::Hello& h, std::shared_ptr<Connection>) {
         const auto role = static_cast<wire::Role>(h.role);
         if (role == wire::Role::Coordinator) {
-            if (session_ && tcp_.connected(0)) co_return "busy: serving another coordinator";
+            if (h.device_id != kCoordinator) co_return "a coordinator is device 0, not " + std::to_string(h.device_id);
+            if (session_ && tcp_.connected(kCoordinator)) co_return "busy: serving another coordinator";
             end_session("a new coordinator arrived");
             log("coordinator '" + h.name + "' connected");
             co_return "";
@@ -158,6 +162,12 @@ private:
         if (role == wire::Role::Peer) {
             if (!session_) co_return "no session: this worker has no assignment yet";
             if (h.model_id != session_->assign.model_id) co_return "peer serves a different model";
+            // A peer is another device of this session's plan: it may not take
+            // the coordinator's link or this worker's own id.
+            bool in_plan = false;
+            for (const auto& p : session_->assign.peers) in_plan = in_plan || p.device_id == h.device_id;
+            if (h.device_id == kCoordinator || h.device_id == session_->assign.device_id || !in_plan)
+                co_return "device " + std::to_string(h.device_id) + " is not a peer of this session";
             co_return "";
         }
         co_return "unknown role " + std::to_string(h.role);
@@ -183,6 +193,11 @@ private:
 
     asio::awaitable<void> on_control(DeviceId from, const Frame& f) {
         const std::string who = "device " + std::to_string(from);
+        if (from != kCoordinator) {
+            // Peers exchange only data and heartbeats; only the coordinator steers.
+            log(who + ": ignored " + wire::frame_type_name(f.type) + " frame from a peer");
+            co_return;
+        }
         std::string failure;
         try {
             switch (f.type) {
@@ -190,9 +205,17 @@ private:
                 case wire::FrameType::TensorChunk: co_await on_chunk(wire::decode<wire::TensorChunk>(f.payload, who), who); break;
                 case wire::FrameType::Start: on_start(); break;
                 case wire::FrameType::Stop: end_session("coordinator said stop"); break;
-                case wire::FrameType::StatsRequest: co_await tcp_.send_control(0, wire::FrameType::Stats, stats()); break;
+                case wire::FrameType::StatsRequest: {
+                    const auto st = stats();  // named: GCC 12 mishandles temporaries in co_await
+                    co_await tcp_.send_control(kCoordinator, wire::FrameType::Stats, st);
+                    break;
+                }
                 default: log(who + ": ignored " + wire::frame_type_name(f.type) + " frame"); break;
             }
+        } catch (const ProtocolError&) {
+            // A malformed or out-of-place frame: the transport refuses it and
+            // closes the link (which ends the session).
+            throw;
         } catch (const std::exception& e) {
             failure = e.what();
         }
@@ -212,8 +235,12 @@ private:
         auto s = std::make_shared<Session>();
         s->assign = std::move(a);
         const auto& as = s->assign;
+        if (as.encoding > static_cast<std::uint8_t>(wire::Encoding::Q8_0))
+            throw ProtocolError("device 0", "assignment names unknown activation encoding " + std::to_string(as.encoding));
+        if (as.device_id == kCoordinator) throw ProtocolError("device 0", "assignment names this worker device 0");
         tcp_.set_self(as.device_id);
         tcp_.set_model_id(as.model_id);
+        tcp_.set_encoding(static_cast<wire::Encoding>(as.encoding));  // for the links this worker writes
         for (const auto& p : as.peers)
             if (p.device_id != as.device_id) tcp_.set_address(p.device_id, p.host, p.port);
         // Weights we can get locally: a matching local model file, or the cache.
@@ -232,8 +259,12 @@ private:
         device_.reserve(weight_bytes);  // MemoryLimitError when over the budget
         s->reserved = weight_bytes;
         session_ = std::move(s);
+        // One request per distinct content: tensors with equal bytes (e.g. norm
+        // weights that are all ones) share a cache entry and travel once.
         wire::NeedTensors need;
-        for (const auto& d : session_->missing) need.hashes.push_back(d.hash);
+        std::set<std::uint64_t> asked;
+        for (const auto& d : session_->missing)
+            if (asked.insert(d.hash).second) need.hashes.push_back(d.hash);
         log("assigned blocks " + std::to_string(as.block_begin) + ":" + std::to_string(as.block_end) + " as device " +
             std::to_string(as.device_id) + "; " + std::to_string(need.hashes.size()) + " of " +
             std::to_string(as.tensors.size()) + " tensors to receive");
@@ -319,6 +350,7 @@ private:
         log("session ended: " + why);
         auto s = std::move(session_);
         device_.unreserve(s->reserved);
+        if (cache_) cache_->drop_partials();  // a transfer cut short restarts from 0 next time
         if (s->loop) {
             const auto st = s->loop->stats();
             totals_.steps += st.steps;

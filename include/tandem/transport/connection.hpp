@@ -9,9 +9,12 @@
 // (the network thread); a failure closes only this connection.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -74,43 +77,38 @@ public:
         const std::string peer = host + ":" + std::to_string(port);
         asio::ip::tcp::resolver resolver(ex);
         Tcp sock(ex);
-        asio::steady_timer guard(ex);
-        guard.expires_after(opt.handshake_timeout);
-        bool timed_out = false;
-        guard.async_wait([&](asio::error_code ec) {
-            if (!ec) {
-                timed_out = true;
-                asio::error_code ignored;
-                sock.close(ignored);
-            }
-        });
+        // One deadline for connect and handshake; it closes whichever socket is current.
+        HandshakeGuard guard(ex, opt.handshake_timeout, &sock);
         try {
             const auto endpoints = co_await resolver.async_resolve(host, std::to_string(port), asio::use_awaitable);
             co_await asio::async_connect(sock, endpoints, asio::use_awaitable);
             sock.set_option(asio::ip::tcp::no_delay(true));
         } catch (const std::exception& e) {
-            guard.cancel();
+            const bool timed_out = guard.finish();
             throw PeerLostError(peer, timed_out ? "connect timed out" : std::string("cannot connect: ") + e.what());
         }
         std::shared_ptr<Connection> c;
 #if defined(TANDEM_HAS_TLS)
         if (tls != nullptr) {
             Tls stream(std::move(sock), tls->client());
+            guard.watch(&stream.next_layer());
             try {
                 co_await stream.async_handshake(asio::ssl::stream_base::client, asio::use_awaitable);
             } catch (const std::exception& e) {
-                guard.cancel();
+                if (guard.finish())  // a peer that accepts TCP but never answers (stopped, overloaded, not tandem)
+                    throw PeerLostError(peer, "TLS handshake timed out");
                 throw AuthError(peer, std::string("TLS handshake refused (wrong cluster key, or the peer is not "
                                                   "using TLS): ") + e.what());
             }
+            guard.finish();
             c = std::shared_ptr<Connection>(new Connection(std::move(stream), peer, opt));
         } else
 #endif
         {
             (void)tls;
+            guard.finish();
             c = std::shared_ptr<Connection>(new Connection(std::move(sock), peer, opt));
         }
-        guard.cancel();
         c->start();
         co_return c;
     }
@@ -118,32 +116,23 @@ public:
     /// Wraps an accepted socket; performs the server side of the TLS handshake.
     static asio::awaitable<std::shared_ptr<Connection>> accept(Tcp sock, LinkOptions opt, TlsConfig* tls) {
         std::string peer = "?";
-        try {
-            const auto ep = sock.remote_endpoint();
-            peer = ep.address().to_string() + ":" + std::to_string(ep.port());
-        } catch (const std::exception&) {
-        }
-        sock.set_option(asio::ip::tcp::no_delay(true));
+        asio::error_code ignored;
+        const auto ep = sock.remote_endpoint(ignored);
+        if (!ignored) peer = ep.address().to_string() + ":" + std::to_string(ep.port());
+        sock.set_option(asio::ip::tcp::no_delay(true), ignored);
         std::shared_ptr<Connection> c;
 #if defined(TANDEM_HAS_TLS)
         if (tls != nullptr) {
             Tls stream(std::move(sock), tls->server());
-            asio::steady_timer guard(stream.get_executor());
-            guard.expires_after(opt.handshake_timeout);
-            guard.async_wait([&](asio::error_code ec) {
-                if (!ec) {
-                    asio::error_code ignored;
-                    stream.lowest_layer().close(ignored);
-                }
-            });
+            HandshakeGuard guard(stream.get_executor(), opt.handshake_timeout, &stream.next_layer());
             try {
                 co_await stream.async_handshake(asio::ssl::stream_base::server, asio::use_awaitable);
             } catch (const std::exception& e) {
-                guard.cancel();
+                if (guard.finish()) throw PeerLostError(peer, "TLS handshake timed out");
                 throw AuthError(peer, std::string("TLS handshake refused (no or wrong cluster key, or plaintext): ") +
                                           e.what());
             }
-            guard.cancel();
+            guard.finish();
             c = std::shared_ptr<Connection>(new Connection(std::move(stream), peer, opt));
         } else
 #endif
@@ -165,19 +154,34 @@ public:
 
     /// Reads the next whole frame. Throws ProtocolError for a hostile frame,
     /// PeerLostError when the peer closed, dropped mid-frame, or went silent.
-    asio::awaitable<Frame> read_frame() {
+    /// `max_length` (0: the link's max_frame) bounds this frame's payload, e.g.
+    /// a small Hello before the peer is admitted.
+    asio::awaitable<Frame> read_frame(std::uint64_t max_length = 0) {
         std::array<std::byte, wire::kHeaderSize> hdr{};
         deadline_ = clock::now() + opt_.idle_timeout;
         co_await read_exact(hdr.data(), hdr.size(), "frame header");
-        const auto h = wire::decode_header(hdr, opt_.max_frame, peer_);
-        // A started frame must finish at min_rate: a trickling peer is cut off.
-        const auto budget = std::chrono::milliseconds(
-            static_cast<long long>(1000.0 * static_cast<double>(h.length) / opt_.min_rate_bytes_per_s));
-        deadline_ = clock::now() + opt_.frame_grace + budget;
+        const auto limit = max_length != 0 ? std::min(max_length, opt_.max_frame) : opt_.max_frame;
+        const auto h = wire::decode_header(hdr, limit, peer_);
+        // A started frame must keep arriving at min_rate: `frame_grace` after
+        // its header, the peer must have sent elapsed * min_rate bytes. The
+        // payload is read in chunks, each due when the bytes through its end
+        // were due, so a trickling peer is cut off within about a chunk's time
+        // (not after the time its whole claimed length would take). The buffer
+        // grows with the bytes that arrived, not with the length the header
+        // claims: a lying header costs nothing it did not send.
+        const auto start = clock::now();
         Frame f;
         f.type = h.type;
-        f.payload.resize(static_cast<std::size_t>(h.length));
-        if (h.length > 0) co_await read_exact(f.payload.data(), f.payload.size(), "frame payload");
+        f.payload.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(h.length, kReadChunk)));
+        std::uint64_t got = 0;
+        while (got < h.length) {
+            const auto n = std::min<std::uint64_t>(kReadChunk, h.length - got);
+            deadline_ = start + opt_.frame_grace + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(
+                                                       static_cast<double>(got + n) / opt_.min_rate_bytes_per_s));
+            f.payload.resize(static_cast<std::size_t>(got + n));
+            co_await read_exact(f.payload.data() + got, static_cast<std::size_t>(n), "frame payload");
+            got += n;
+        }
         bytes_in_ += wire::kHeaderSize + h.length;
         ++frames_in_;
         deadline_ = clock::time_point::max();
@@ -215,7 +219,32 @@ public:
             std::visit([&](auto& s) { lowest(s).close(ignored); }, self->stream_);
             self->out_.close();
             self->watchdog_.cancel();
+            self->flush_timer_.cancel();
         });
+    }
+
+    /// Closes the link once the frames queued before this call are written
+    /// (e.g. a refusal the peer should read), or after the handshake timeout
+    /// if the peer does not read them.
+    asio::awaitable<void> close_after_flush(std::string reason) {
+        if (closed_.load()) co_return;
+        {
+            std::lock_guard lock(reason_mutex_);
+            flush_reason_ = reason;
+        }
+        // Runs on the executor (like close()'s cancel), so the timer is never
+        // touched by two threads; close() cancels it, so a closed link is not
+        // kept alive until the timeout.
+        asio::co_spawn(executor_, [self = shared_from_this(), reason]() -> asio::awaitable<void> {
+            if (self->closed_.load()) co_return;
+            self->flush_timer_.expires_after(self->opt_.handshake_timeout);
+            asio::error_code ec;
+            co_await self->flush_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            if (!ec) self->close(reason);
+        }, asio::detached);
+        asio::error_code ec;
+        co_await out_.async_send(asio::error_code{}, std::vector<std::byte>{}, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) close(reason);
     }
 
     std::uint64_t bytes_in() const noexcept { return bytes_in_; }
@@ -224,12 +253,49 @@ public:
     std::uint64_t frames_out() const noexcept { return frames_out_; }
 
 private:
+    // Closes the watched socket if connect/handshake outlive their deadline.
+    // The timer's handler owns only shared state: it may run after the
+    // coroutine that made it has moved on (then `done` keeps it from touching
+    // the socket, which is watched only while the coroutine waits on it).
+    class HandshakeGuard {
+    public:
+        HandshakeGuard(asio::any_io_executor ex, std::chrono::milliseconds timeout, Tcp* sock)
+            : timer_(std::move(ex)), state_(std::make_shared<State>()) {
+            state_->sock = sock;
+            timer_.expires_after(timeout);
+            timer_.async_wait([st = state_](asio::error_code ec) {
+                if (ec || st->done) return;
+                st->timed_out = true;
+                asio::error_code ignored;
+                st->sock->close(ignored);
+            });
+        }
+        ~HandshakeGuard() { finish(); }
+        void watch(Tcp* sock) { state_->sock = sock; }
+        /// Stops the deadline; true if it had already passed (and closed the socket).
+        bool finish() {
+            state_->done = true;
+            timer_.cancel();
+            return state_->timed_out;
+        }
+
+    private:
+        struct State {
+            Tcp* sock = nullptr;
+            bool done = false;
+            bool timed_out = false;
+        };
+        asio::steady_timer timer_;
+        std::shared_ptr<State> state_;
+    };
+
+    static constexpr std::uint64_t kReadChunk = 64 * 1024;  // bytes read (and allocated) at a time
     using OutChannel = asio::experimental::concurrent_channel<void(asio::error_code, std::vector<std::byte>)>;
 
     template <typename S>
     Connection(S&& s, std::string peer, LinkOptions opt)
         : executor_(s.get_executor()), stream_(std::forward<S>(s)), peer_(std::move(peer)), opt_(opt),
-          out_(executor_, 64), watchdog_(executor_) {}
+          out_(executor_, 64), watchdog_(executor_), flush_timer_(executor_) {}
 
     static Tcp& lowest(Tcp& s) { return s; }
 #if defined(TANDEM_HAS_TLS)
@@ -273,6 +339,15 @@ private:
             asio::error_code ec;
             auto frame = co_await self->out_.async_receive(asio::redirect_error(asio::use_awaitable, ec));
             if (ec) co_return;
+            if (frame.empty()) {  // close_after_flush: everything before it is written
+                std::string why;
+                {
+                    std::lock_guard lock(self->reason_mutex_);
+                    why = self->flush_reason_;
+                }
+                self->close(why);
+                co_return;
+            }
             if (auto* tcp = std::get_if<Tcp>(&self->stream_)) {
                 co_await asio::async_write(*tcp, asio::buffer(frame), asio::redirect_error(asio::use_awaitable, ec));
             }
@@ -312,10 +387,12 @@ private:
     LinkOptions opt_;
     OutChannel out_;
     asio::steady_timer watchdog_;
+    asio::steady_timer flush_timer_;  // close_after_flush's deadline
     std::atomic<clock::time_point> deadline_{clock::time_point::max()};
     std::atomic<bool> closed_{false};
     mutable std::mutex reason_mutex_;
     std::string reason_;
+    std::string flush_reason_;
     std::atomic<std::uint64_t> bytes_in_{0}, bytes_out_{0}, frames_in_{0}, frames_out_{0};
 };
 

@@ -5,6 +5,8 @@
 // and dropped; the listener keeps accepting.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -12,6 +14,8 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include "tandem/transport/tcp_transport.hpp"
@@ -20,6 +24,13 @@ namespace tandem {
 
 class Listener {
 public:
+    /// Connections between accept and admission (TLS handshake, Hello) at
+    /// once; more are closed at once, so a flood of idle sockets cannot pin
+    /// unbounded memory or file descriptors.
+    static constexpr int kMaxPending = 64;
+    /// The Hello is small: before a peer is admitted, a frame may not claim more.
+    static constexpr std::uint64_t kMaxHelloFrame = 64 * 1024;
+
     /// Returns an empty string to accept the peer, or the reason to refuse it.
     /// May also take the connection for itself (return "taken" after using it).
     using Admit = std::function<asio::awaitable<std::string>(const wire::Hello&, std::shared_ptr<Connection>)>;
@@ -54,18 +65,35 @@ private:
             co_await acceptor_.async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
             if (ec) {
                 if (!acceptor_.is_open()) co_return;
+                // E.g. out of file descriptors: accepting again at once would spin.
+                asio::steady_timer pause(transport_.net_executor(), std::chrono::milliseconds(50));
+                co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
                 continue;
             }
-            asio::co_spawn(transport_.net_executor(), greet(std::move(sock), admit), asio::detached);
+            if (pending_->load() >= kMaxPending) {
+                transport_.log("incoming connection dropped: " + std::to_string(kMaxPending) +
+                               " connections already waiting for admission");
+                asio::error_code ignored;
+                sock.close(ignored);
+                continue;
+            }
+            ++*pending_;
+            asio::co_spawn(transport_.net_executor(), greet(std::move(sock), admit, pending_), asio::detached);
         }
     }
 
-    asio::awaitable<void> greet(asio::ip::tcp::socket sock, Admit admit) {
+    // `pending` counts this greeting until it ends (shared: it may outlive the listener).
+    asio::awaitable<void> greet(asio::ip::tcp::socket sock, Admit admit, std::shared_ptr<std::atomic<int>> pending) {
+        struct Done {
+            std::atomic<int>& n;
+            ~Done() { --n; }
+        } done{*pending};
         std::shared_ptr<Connection> c;
-        std::string refusal;
+        std::string refusal, failure;
+        bool hostile = false;
         try {
             c = co_await Connection::accept(std::move(sock), transport_.options().link, transport_.options().tls);
-            const auto f = co_await c->read_frame();
+            const auto f = co_await c->read_frame(kMaxHelloFrame);
             if (f.type != wire::FrameType::Hello)
                 throw ProtocolError(c->peer(), std::string("expected Hello first, got ") + wire::frame_type_name(f.type));
             const auto hello = wire::decode<wire::Hello>(f.payload, c->peer());
@@ -83,19 +111,35 @@ private:
             co_await c->send(wire::FrameType::HelloAck, ack);
             if (!refusal.empty()) {
                 transport_.log(c->peer() + ": refused: " + refusal);
-                c->close("refused");
+                co_await c->close_after_flush("refused: " + refusal);  // the peer reads why
                 co_return;
             }
             transport_.attach(hello.device_id, c);
         } catch (const std::exception& e) {
-            if (dynamic_cast<const ProtocolError*>(&e)) transport_.count_rejected();
-            transport_.log(std::string("incoming connection dropped: ") + e.what());
-            if (c) c->close(e.what());
+            failure = e.what();
+            hostile = dynamic_cast<const ProtocolError*>(&e) != nullptr;
+        }
+        if (failure.empty()) co_return;
+        transport_.log("incoming connection dropped: " + failure);
+        if (!c) co_return;
+        if (!hostile) {
+            c->close(failure);
+            co_return;
+        }
+        // A peer that broke the protocol hears why before the link closes.
+        transport_.count_rejected();
+        try {
+            const wire::ErrorMsg err{failure};  // named: GCC 12 mishandles temporaries in co_await
+            co_await c->send(wire::FrameType::Error, err);
+            co_await c->close_after_flush(failure);
+        } catch (const std::exception&) {
+            c->close(failure);
         }
     }
 
     TcpTransport& transport_;
     asio::ip::tcp::acceptor acceptor_;
+    std::shared_ptr<std::atomic<int>> pending_ = std::make_shared<std::atomic<int>>(0);
 };
 
 }  // namespace tandem

@@ -45,6 +45,7 @@ struct Message {
     std::vector<std::int32_t> tokens;      // (n) when the next block is the embedding
     std::vector<Tensor> tensors;
     std::string text;                      // Control verb or Error reason
+    DeviceId lost_device = 0;              // Error: the device found unreachable (0: none; the step itself failed)
 
     const Tensor* find(const std::string& name) const {
         for (const auto& t : tensors)

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <cstdint>
@@ -44,7 +45,7 @@ struct HelloAck {
     std::uint32_t threads = 0;
     template <class A>
     void serialize(A& ar) {
-        ar(accepted);
+        boolean(ar, accepted);
         str(ar, reason);
         str(ar, name);
         ar(memory_budget, threads);
@@ -107,8 +108,8 @@ struct Assign {
     void serialize(A& ar) {
         ar(device_id, block_begin, block_end, model_id);
         vec(ar, metadata);
-        list(ar, tensors, 8);
-        list(ar, peers, 8);
+        list(ar, tensors, 8 + 4 + 8 + 8 + 8);  // TensorDesc: name, type, shape, hash, bytes
+        list(ar, peers, 4 + 8 + 2 + 8 + 8);     // PeerAddr: id, host, port, blocks
         ar(encoding, max_in_flight, max_batch);
     }
 };
@@ -201,6 +202,7 @@ struct DataMsg {
     std::vector<std::int32_t> tokens;
     std::vector<WireTensor> tensors;
     std::string text;
+    std::uint32_t lost_device = 0;  // Error: the device the sender could not reach
     template <class A>
     void serialize(A& ar) {
         ar(kind, from, request, step, first_block);
@@ -208,40 +210,78 @@ struct DataMsg {
         vec(ar, tokens);
         list(ar, tensors, 8 + 8 + 1 + 8);
         str(ar, text);
+        ar(lost_device);
     }
 };
 
 // ---- activation encodings ----
+//
+// Tensor bytes are little-endian whatever the host (the cereal archive
+// around them swaps only typed fields, not these raw bytes): F32 is 4 bytes
+// per value, F16 2 bytes, Q8_0 34-byte blocks of 32 values (F16 scale, then 32
+// int8), the GGUF block layout.
+
+namespace detail {
+inline constexpr bool kLittleHost = std::endian::native == std::endian::little;
+
+inline void put_le16(std::uint8_t* p, std::uint16_t v) noexcept {
+    p[0] = static_cast<std::uint8_t>(v & 0xff);
+    p[1] = static_cast<std::uint8_t>(v >> 8);
+}
+inline std::uint16_t get_le16(const std::uint8_t* p) noexcept {
+    return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
+}
+inline void put_f32(std::uint8_t* p, const float* x, std::size_t n) noexcept {
+    if constexpr (kLittleHost) {
+        std::memcpy(p, x, n * 4);
+    } else {
+        for (std::size_t i = 0; i < n; ++i) {
+            std::uint32_t u;
+            std::memcpy(&u, x + i, 4);
+            for (int b = 0; b < 4; ++b) p[4 * i + static_cast<std::size_t>(b)] = static_cast<std::uint8_t>(u >> (8 * b));
+        }
+    }
+}
+inline void get_f32(float* x, const std::uint8_t* p, std::size_t n) noexcept {
+    if constexpr (kLittleHost) {
+        std::memcpy(x, p, n * 4);
+    } else {
+        for (std::size_t i = 0; i < n; ++i) {
+            std::uint32_t u = 0;
+            for (int b = 0; b < 4; ++b) u |= static_cast<std::uint32_t>(p[4 * i + static_cast<std::size_t>(b)]) << (8 * b);
+            std::memcpy(x + i, &u, 4);
+        }
+    }
+}
+}  // namespace detail
+
+inline constexpr std::size_t kQ8WireBlock = 2 + kQK8_0;  // 34 bytes, like BlockQ8_0
 
 inline std::vector<std::uint8_t> encode_floats(const std::vector<float>& x, Encoding e) {
     std::vector<std::uint8_t> out;
     switch (e) {
         case Encoding::F32:
             out.resize(x.size() * 4);
-            std::memcpy(out.data(), x.data(), out.size());
+            detail::put_f32(out.data(), x.data(), x.size());
             return out;
         case Encoding::F16:
             out.resize(x.size() * 2);
-            for (std::size_t i = 0; i < x.size(); ++i) {
-                const auto h = fp32_to_fp16(x[i]);
-                std::memcpy(out.data() + 2 * i, &h, 2);
-            }
+            for (std::size_t i = 0; i < x.size(); ++i) detail::put_le16(out.data() + 2 * i, fp32_to_fp16(x[i]));
             return out;
         case Encoding::Q8_0: {
             // Blocks of 32 along each row: F16 scale d = max|x| / 127, q = round(x / d).
             const std::size_t nb = x.size() / kQK8_0;
-            out.resize(nb * sizeof(BlockQ8_0));
+            out.resize(nb * kQ8WireBlock);
             for (std::size_t b = 0; b < nb; ++b) {
                 const float* xb = x.data() + b * kQK8_0;
+                std::uint8_t* ob = out.data() + b * kQ8WireBlock;
                 float amax = 0;
                 for (std::uint32_t j = 0; j < kQK8_0; ++j) amax = std::max(amax, std::fabs(xb[j]));
                 const float d = amax / 127.0f;
                 const float id = d != 0.0f ? 1.0f / d : 0.0f;
-                BlockQ8_0 blk;
-                blk.d = fp32_to_fp16(d);
+                detail::put_le16(ob, fp32_to_fp16(d));
                 for (std::uint32_t j = 0; j < kQK8_0; ++j)
-                    blk.qs[j] = static_cast<std::int8_t>(std::lround(xb[j] * id));
-                std::memcpy(out.data() + b * sizeof(BlockQ8_0), &blk, sizeof blk);
+                    ob[2 + j] = static_cast<std::uint8_t>(static_cast<std::int8_t>(std::lround(xb[j] * id)));
             }
             return out;
         }
@@ -255,13 +295,26 @@ inline Encoding effective_encoding(Encoding want, std::int64_t row_length) {
     return want;
 }
 
+/// Encodes a tensor for the wire. Throws ProtocolError for a tensor holding
+/// NaN or infinity: receivers refuse such frames, so a device whose output
+/// went non-finite reports that step as failed instead of sending it.
 inline WireTensor to_wire(const Tensor& t, Encoding want) {
+    float amax = 0;
+    for (const float v : t.data) {
+        if (!std::isfinite(v))
+            throw ProtocolError("local", "tensor '" + t.name + "' holds NaN or infinity; not sent");
+        amax = std::max(amax, std::fabs(v));
+    }
     WireTensor w;
     w.name = t.name;
     w.shape = t.shape;
     const std::int64_t row = t.shape.empty() ? 1 : t.shape.back();
     // Logits stay exact whatever the link's encoding: sampling reads them.
-    const Encoding e = t.name == "logits" ? Encoding::F32 : effective_encoding(want, row);
+    Encoding e = t.name == "logits" ? Encoding::F32 : effective_encoding(want, row);
+    // Values (or Q8_0 scales) past F16's range would arrive as infinity: such a
+    // tensor travels as F32 instead.
+    constexpr float kF16Max = 65504.0f;
+    if ((e == Encoding::F16 && amax > kF16Max) || (e == Encoding::Q8_0 && amax / 127.0f > kF16Max)) e = Encoding::F32;
     w.encoding = static_cast<std::uint8_t>(e);
     w.bytes = encode_floats(t.data, e);
     return w;
@@ -284,7 +337,7 @@ inline Tensor from_wire(const WireTensor& w, const std::string& peer) {
         case Encoding::F16: want = static_cast<std::size_t>(n) * 2; break;
         case Encoding::Q8_0:
             if (n % kQK8_0 != 0) throw ProtocolError(peer, "Q8_0 tensor '" + w.name + "' is not whole blocks");
-            want = static_cast<std::size_t>(n) / kQK8_0 * sizeof(BlockQ8_0);
+            want = static_cast<std::size_t>(n) / kQK8_0 * kQ8WireBlock;
             break;
         default: throw ProtocolError(peer, "tensor '" + w.name + "' has unknown encoding " + std::to_string(w.encoding));
     }
@@ -293,20 +346,16 @@ inline Tensor from_wire(const WireTensor& w, const std::string& peer) {
                                       std::to_string(want));
     t.data.resize(static_cast<std::size_t>(n));
     switch (e) {
-        case Encoding::F32: std::memcpy(t.data.data(), w.bytes.data(), want); break;
+        case Encoding::F32: detail::get_f32(t.data.data(), w.bytes.data(), t.data.size()); break;
         case Encoding::F16:
-            for (std::size_t i = 0; i < t.data.size(); ++i) {
-                std::uint16_t h;
-                std::memcpy(&h, w.bytes.data() + 2 * i, 2);
-                t.data[i] = fp16_to_fp32(h);
-            }
+            for (std::size_t i = 0; i < t.data.size(); ++i) t.data[i] = fp16_to_fp32(detail::get_le16(w.bytes.data() + 2 * i));
             break;
         case Encoding::Q8_0:
             for (std::size_t b = 0; b < t.data.size() / kQK8_0; ++b) {
-                BlockQ8_0 blk;
-                std::memcpy(&blk, w.bytes.data() + b * sizeof blk, sizeof blk);
-                const float d = fp16_to_fp32(blk.d);
-                for (std::uint32_t j = 0; j < kQK8_0; ++j) t.data[b * kQK8_0 + j] = d * blk.qs[j];
+                const std::uint8_t* ib = w.bytes.data() + b * kQ8WireBlock;
+                const float d = fp16_to_fp32(detail::get_le16(ib));
+                for (std::uint32_t j = 0; j < kQK8_0; ++j)
+                    t.data[b * kQK8_0 + j] = d * static_cast<float>(static_cast<std::int8_t>(ib[2 + j]));
             }
             break;
     }
@@ -326,6 +375,7 @@ inline DataMsg to_wire(const Message& m, Encoding e) {
     d.tokens = m.tokens;
     for (const auto& t : m.tensors) d.tensors.push_back(to_wire(t, e));
     d.text = m.text;
+    d.lost_device = m.lost_device;
     return d;
 }
 
@@ -342,6 +392,7 @@ inline Message from_wire(const DataMsg& d, const std::string& peer) {
     m.tokens = d.tokens;
     for (const auto& t : d.tensors) m.tensors.push_back(from_wire(t, peer));
     m.text = d.text;
+    m.lost_device = d.lost_device;
     return m;
 }
 

@@ -45,7 +45,11 @@ struct TcpTransportOptions {
     std::uint32_t threads = 0;        // told to peers in HelloAck
     std::function<void(const std::string&)> log;  // events worth a line (refusals, losses); may be empty
     /// Non-Data frames (control), with the sender's device id. Runs on the network executor.
+    /// A ProtocolError it throws refuses the frame like a malformed one: the link closes.
     std::function<asio::awaitable<void>(DeviceId, const Frame&)> on_control;
+    /// Called (on the network executor) when the current link to a device is
+    /// lost or refused, with why; the inbox also receives an Error message.
+    std::function<void(DeviceId, const std::string&)> on_lost;
 };
 
 struct TcpLinkStats {
@@ -67,6 +71,10 @@ public:
     /// A worker learns its id and the model from the coordinator's assignment.
     void set_self(DeviceId id) noexcept { self_.store(id); }
     void set_model_id(std::uint64_t id) noexcept { model_id_.store(id); }
+    /// The activation encoding of the Data frames this endpoint writes (a
+    /// worker learns it from its assignment).
+    void set_encoding(wire::Encoding e) noexcept { encoding_.store(e); }
+    wire::Encoding encoding() const noexcept { return encoding_.load(); }
     const TcpTransportOptions& options() const noexcept { return opt_; }
     asio::any_io_executor net_executor() const { return net_; }
 
@@ -100,7 +108,7 @@ public:
 
     asio::awaitable<void> send(DeviceId to, Message m) {
         m.from = self();
-        const auto wmsg = wire::to_wire(m, opt_.encoding);
+        const auto wmsg = wire::to_wire(m, encoding_.load());
         std::uint64_t tensor_bytes = 0;
         for (const auto& t : wmsg.tensors) tensor_bytes += t.bytes.size();
         auto payload = wire::encode(wmsg);
@@ -182,7 +190,15 @@ public:
         hello.device_id = self();
         hello.name = opt_.name;
         co_await c->send(wire::FrameType::Hello, hello);
-        auto f = co_await c->read_frame();
+        Frame f;
+        try {
+            f = co_await c->read_frame();
+        } catch (const PeerLostError& e) {
+            if (opt_.tls != nullptr) throw;
+            // A TLS listener drops a plaintext Hello without a word.
+            throw PeerLostError(c->peer(), std::string("closed the link instead of answering Hello (does it need a "
+                                                       "cluster key, --key?): ") + e.what());
+        }
         if (f.type == wire::FrameType::Error) {
             const auto err = wire::decode<wire::ErrorMsg>(f.payload, c->peer());
             c->close();
@@ -267,6 +283,7 @@ private:
     asio::awaitable<void> read_loop(DeviceId id, std::shared_ptr<Connection> c) {
         const std::string who = "device " + std::to_string(id) + " (" + c->peer() + ")";
         std::string why;
+        bool hostile = false;
         try {
             for (;;) {
                 Frame f = co_await c->read_frame();
@@ -296,11 +313,23 @@ private:
             }
         } catch (const ProtocolError& e) {
             count_rejected();
+            hostile = true;
             why = std::string("refused a hostile frame: ") + e.what();
         } catch (const std::exception& e) {
             why = e.what();
         }
-        c->close(why);
+        bool flushing = false;
+        if (hostile && c->is_open()) {
+            // The peer hears why before the link closes.
+            try {
+                const wire::ErrorMsg err{why};  // named: GCC 12 mishandles temporaries in co_await
+                co_await c->send(wire::FrameType::Error, err);
+                co_await c->close_after_flush(why);
+                flushing = true;
+            } catch (const std::exception&) {
+            }
+        }
+        if (!flushing) c->close(why);
         bool current = false;
         {
             std::lock_guard lock(mutex_);
@@ -312,6 +341,7 @@ private:
         }
         log(who + ": link closed: " + why);
         if (!current) co_return;
+        if (opt_.on_lost) opt_.on_lost(id, who + " lost: " + why);
         Message lost;
         lost.kind = MessageKind::Error;
         lost.from = id;
@@ -357,6 +387,7 @@ private:
     std::atomic<DeviceId> self_;
     TcpTransportOptions opt_;
     std::atomic<std::uint64_t> model_id_{opt_.model_id};
+    std::atomic<wire::Encoding> encoding_{opt_.encoding};
     Inbox inbox_;
     mutable std::mutex mutex_;
     bool closed_ = false;

@@ -14,6 +14,7 @@
 // allocated, so a lying frame costs at most its own (bounded) size.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -180,18 +181,41 @@ void str(Archive& ar, std::string& s) {
 }
 
 /// A vector of structs with their own serialize(); each element takes at
-/// least `min_size` bytes on the wire, which bounds the count.
+/// least `min_size` bytes on the wire, which bounds the count. Elements are
+/// appended as they decode (not allocated up front from the claimed count):
+/// an in-memory element is larger than its wire minimum, so a lying count
+/// would otherwise cost several times the frame's size.
 template <typename Archive, typename T>
 void list(Archive& ar, std::vector<T>& v, std::size_t min_size = 1) {
     if constexpr (Archive::is_loading::value) {
         cereal::size_type n = 0;
         ar(cereal::make_size_tag(n));
         detail::check_available(n, min_size);
-        v.resize(static_cast<std::size_t>(n));
+        v.clear();
+        v.reserve(static_cast<std::size_t>(std::min<cereal::size_type>(n, 64)));
+        for (cereal::size_type i = 0; i < n; ++i) {
+            T x{};
+            ar(x);
+            v.push_back(std::move(x));
+        }
     } else {
         ar(cereal::make_size_tag(static_cast<cereal::size_type>(v.size())));
+        for (auto& x : v) ar(x);
     }
-    for (auto& x : v) ar(x);
+}
+
+/// A bool as one byte that must be 0 or 1 (loading any other byte straight
+/// into a bool is undefined behaviour).
+template <typename Archive>
+void boolean(Archive& ar, bool& b) {
+    std::uint8_t u = b ? 1 : 0;
+    ar(u);
+    if constexpr (Archive::is_loading::value) {
+        if (u > 1)
+            throw ProtocolError(detail::g_peer ? *detail::g_peer : "peer",
+                                "boolean field holds " + std::to_string(u) + ", not 0 or 1");
+        b = u == 1;
+    }
 }
 
 template <typename T>
