@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <utility>
@@ -42,6 +43,17 @@ struct RequestSpec {
     std::function<void(RequestId, std::span<const float>)> on_logits;
 };
 
+/// One device loss the coordinator recovered from.
+struct RecoveryEvent {
+    DeviceId lost = 0;
+    std::string why;
+    std::uint64_t at_token = 0;      // tokens sampled (all requests) when the loss was seen
+    std::size_t requests = 0;        // active requests replayed
+    std::uint64_t replayed_steps = 0;
+    double replan_seconds = 0;       // detection -> pipeline runnable without the device
+    double recovery_seconds = 0;     // detection -> every replayed request sampled its next token
+};
+
 struct RequestResult {
     RequestId id = 0;
     std::vector<std::int32_t> tokens;   // generated (not the prompt)
@@ -56,6 +68,9 @@ public:
     using clock = std::chrono::steady_clock;
     /// An action run when no step is in the pipeline (e.g. moving blocks).
     using BoundaryAction = std::function<asio::awaitable<void>()>;
+    /// Makes the pipeline runnable without a lost device (new plan in the
+    /// routing, survivors holding their new blocks). Throwing ends run().
+    using RecoveryHandler = std::function<asio::awaitable<void>(DeviceId lost, const std::string& why)>;
 
     Coordinator(T& transport, Sch& scheduler, Routing& routing, TraceRecorder* trace = nullptr)
         : transport_(transport), scheduler_(scheduler), routing_(routing), trace_(trace) {
@@ -82,6 +97,15 @@ public:
     void at_boundary(BoundaryAction action, std::uint64_t after_steps = 0) {
         boundary_actions_.push_back({std::move(action), sampled_ + after_steps});
     }
+
+    /// Survive lost devices: when one is lost (its link fails, or a device
+    /// reports it unreachable), `handler` re-plans without it, then every
+    /// active request is replayed from its token history, with the same batch
+    /// structure as the first time (the prompt as one step, then one step per
+    /// generated token), so each request's text is exactly what it would have
+    /// been. Without a handler, a lost device ends run() with PeerLostError.
+    void on_device_lost(RecoveryHandler handler) { recovery_ = std::move(handler); }
+    const std::vector<RecoveryEvent>& recoveries() const noexcept { return recoveries_; }
 
     /// Runs until every submitted request has finished; returns them by id order.
     asio::awaitable<std::vector<RequestResult>> run() {
@@ -114,7 +138,12 @@ private:
         std::int32_t next_pos = 0;
         std::uint64_t step = 0;
         clock::time_point admitted;
+        bool started = false;         // admitted
+        bool finished = false;
+        bool in_flight = false;       // a step is in the pipeline
+        std::uint64_t awaiting = 0;   // the step whose output is expected; older ones are stale
         std::optional<Message> held;  // next step, held during a boundary action
+        std::deque<Message> replay;   // steps still to replay after a device loss
     };
     struct PendingAction {
         BoundaryAction action;
@@ -147,6 +176,7 @@ private:
         waiting_.pop_front();
         auto& r = *requests_.at(id);
         r.admitted = clock::now();
+        r.started = true;
         ++active_;
         Message m;
         m.kind = MessageKind::Activations;
@@ -160,16 +190,91 @@ private:
     }
 
     asio::awaitable<void> send_step(Message m) {
+        auto& r = *requests_.at(m.request);
+        r.awaiting = m.step;
+        r.in_flight = true;
         ++in_pipeline_;
-        co_await transport_.send(routing_.device_of_block(0), std::move(m));
+        DeviceId to = 0;
+        std::string failure;
+        try {
+            to = routing_.device_of_block(0);
+            co_await transport_.send(to, std::move(m));
+        } catch (const NetworkError& e) {
+            failure = e.what();
+        }
+        if (!failure.empty()) co_await handle_loss(to, failure);
+    }
+
+    // The steps that rebuild a request's state on the devices: its prompt, then
+    // each generated token; the last one's logits give the next token.
+    std::deque<Message> history_steps(Request& r) {
+        std::deque<Message> q;
+        Message pre;
+        pre.kind = MessageKind::Activations;
+        pre.request = r.id;
+        pre.step = ++r.step;
+        pre.tokens = r.spec.prompt;
+        for (std::size_t i = 0; i < r.spec.prompt.size(); ++i) pre.positions.push_back(static_cast<std::int32_t>(i));
+        q.push_back(std::move(pre));
+        for (std::size_t i = 0; i < r.result.tokens.size(); ++i) {
+            Message s;
+            s.kind = MessageKind::Activations;
+            s.request = r.id;
+            s.step = ++r.step;
+            s.tokens = {r.result.tokens[i]};
+            s.positions = {static_cast<std::int32_t>(r.spec.prompt.size() + i)};
+            q.push_back(std::move(s));
+        }
+        return q;
+    }
+
+    asio::awaitable<void> handle_loss(DeviceId lost, std::string why) {
+        if (lost_.count(lost)) co_return;  // already recovered from (a late report)
+        if (!recovery_) throw PeerLostError("device " + std::to_string(lost), why);
+        lost_.insert(lost);
+        const auto t0 = clock::now();
+        RecoveryEvent ev;
+        ev.lost = lost;
+        ev.why = why;
+        ev.at_token = sampled_;
+        co_await recovery_(lost, why);
+        ev.replan_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        // Every step in the pipeline is lost with it: replay each active request.
+        const auto epoch = ++recovery_epoch_;
+        in_pipeline_ = 0;
+        std::vector<Request*> active;
+        for (auto& [id, r] : requests_) {
+            if (!r->started || r->finished) continue;
+            r->held.reset();
+            r->in_flight = false;
+            r->replay = history_steps(*r);
+            ev.replayed_steps += r->replay.size();
+            active.push_back(r.get());
+        }
+        ev.requests = active.size();
+        recovering_.clear();
+        for (auto* r : active) recovering_.insert(r->id);
+        recovery_started_ = t0;
+        recoveries_.push_back(ev);
+        for (auto* r : active) {
+            Message first = std::move(r->replay.front());
+            r->replay.pop_front();
+            co_await send_step(std::move(first));
+            if (recovery_epoch_ != epoch) co_return;  // another loss during the replay restarted it
+        }
     }
 
     asio::awaitable<void> on_message(Message m) {
-        if (m.kind == MessageKind::Error && m.request == 0)  // a device (not a step) failed
-            throw PeerLostError("device " + std::to_string(m.from), m.text);
+        if (m.kind == MessageKind::Error && (m.request == 0 || m.lost_device != 0)) {
+            // A device failed (its link), or a device could not reach another.
+            co_await handle_loss(m.request == 0 ? m.from : m.lost_device, m.text);
+            co_return;
+        }
         const auto it = requests_.find(m.request);
         if (it == requests_.end() || (m.kind != MessageKind::Logits && m.kind != MessageKind::Error)) co_return;
         auto& r = *it->second;
+        if (r.finished || !r.in_flight || m.step != r.awaiting) co_return;  // stale: from before a recovery
+        r.in_flight = false;
         --in_pipeline_;
         if (m.kind == MessageKind::Error) {
             r.result.error = m.text;
@@ -182,9 +287,17 @@ private:
             co_await finish(r);
             co_return;
         }
+        if (!r.replay.empty()) {  // rebuilding after a device loss: this output is already known
+            Message next = std::move(r.replay.front());
+            r.replay.pop_front();
+            co_await send_step(std::move(next));
+            co_return;
+        }
         if (r.spec.on_logits) r.spec.on_logits(r.id, logits->data);
         const auto tok = r.sampler->sample(logits->data);
         ++sampled_;
+        if (recovering_.erase(r.id) && recovering_.empty() && !recoveries_.empty())
+            recoveries_.back().recovery_seconds = std::chrono::duration<double>(clock::now() - recovery_started_).count();
         r.result.tokens.push_back(tok);
         if (r.result.tokens.size() == 1)
             r.result.first_token_seconds = std::chrono::duration<double>(clock::now() - r.admitted).count();
@@ -209,17 +322,23 @@ private:
     }
 
     asio::awaitable<void> finish(Request& r) {
+        r.finished = true;
+        recovering_.erase(r.id);
         r.result.id = r.id;
         r.result.seconds = std::chrono::duration<double>(clock::now() - r.admitted).count();
         --active_;
         // Every device drops the request's caches.
-        for (const auto& s : routing_.plan().stages) {
+        const auto stages = routing_.plan().stages;
+        for (const auto& s : stages) {
             Message rel;
             rel.kind = MessageKind::Release;
             rel.request = r.id;
-            co_await transport_.send(s.device, std::move(rel));
+            try {
+                co_await transport_.send(s.device, std::move(rel));
+            } catch (const NetworkError&) {
+                // A device that is gone has nothing left to release.
+            }
         }
-        co_return;
     }
 
     T& transport_;
@@ -233,6 +352,12 @@ private:
     std::size_t active_ = 0;       // admitted, not finished
     std::size_t in_pipeline_ = 0;  // steps sent whose logits have not come back
     std::uint64_t sampled_ = 0;
+    RecoveryHandler recovery_;
+    std::set<DeviceId> lost_;
+    std::vector<RecoveryEvent> recoveries_;
+    std::set<RequestId> recovering_;  // replayed requests that have not sampled again yet
+    clock::time_point recovery_started_{};
+    std::uint64_t recovery_epoch_ = 0;
 };
 
 }  // namespace tandem

@@ -119,6 +119,32 @@ public:
         coordinator_->at_boundary([this, next]() -> asio::awaitable<void> { co_await migrate(next); }, after_tokens);
     }
 
+    /// Unplugs device i (0-based): its inbox closes, so every send to it fails
+    /// and its loop ends. For failover tests and benchmarks.
+    void kill_device(std::size_t i) { hub_->inbox(static_cast<DeviceId>(i + 1)).close(); }
+
+    /// Survive lost devices: re-plan over the devices still in the plan with
+    /// `planner` (default: an even split of the layers), then the coordinator
+    /// replays every active request (see Coordinator::on_device_lost).
+    void enable_failover(std::function<Plan(const std::vector<DeviceId>&)> planner = {}) {
+        if (!planner)
+            planner = [this](const std::vector<DeviceId>& ids) {
+                // Even split by blocks at layer boundaries, without needing the model's config.
+                const std::int64_t n_layers = (routing_.n_blocks() - 2) / 2;
+                ModelConfig c;
+                c.n_layers = n_layers;
+                return Plan::even(c, ids);
+            };
+        coordinator_->on_device_lost([this, planner](DeviceId lost, const std::string&) -> asio::awaitable<void> {
+            std::vector<DeviceId> alive;
+            for (const auto& st : routing_.plan().stages)
+                if (st.device != lost) alive.push_back(st.device);
+            if (alive.empty()) throw PeerLostError("device " + std::to_string(lost), "no device left to run the model");
+            co_await migrate(planner(alive), lost);
+        });
+    }
+    const std::vector<RecoveryEvent>& recoveries() const noexcept { return coordinator_->recoveries(); }
+
     Plan plan() const { return routing_.plan(); }
     const ChannelHub& hub() const noexcept { return *hub_; }
     std::size_t size() const noexcept { return nodes_.size(); }
@@ -150,7 +176,8 @@ private:
             asio::use_awaitable);
     }
 
-    asio::awaitable<void> migrate(Plan next) {
+    // `gone`: a device whose state is lost (failover): nothing is read from it.
+    asio::awaitable<void> migrate(Plan next, DeviceId gone = 0) {
         const auto t0 = std::chrono::steady_clock::now();
         auto new_range = [&](std::size_t i) {
             const auto* st = next.stage_of_device(static_cast<DeviceId>(i + 1));
@@ -159,6 +186,7 @@ private:
         // 1. Every device exports the caches of layers it is about to lose.
         std::map<std::int64_t, std::map<SeqId, LayerKv>> moving;  // layer -> seq -> cache
         for (std::size_t i = 0; i < nodes_.size(); ++i) {
+            if (gone != 0 && i + 1 == gone) continue;
             co_await on_device(i, [&, i] {
                 auto& seg = *segments_[i];
                 const auto [f, e] = seg.kv_layers();
