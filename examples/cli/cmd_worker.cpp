@@ -28,6 +28,12 @@ the chosen one is printed as "listening on ADDR:PORT".
   --model FILE          a local copy of the model to memory-map instead of receiving weights
   --key FILE            cluster key made by `tandem keygen` (TLS 1.3)
   --insecure            plaintext links, no authentication (trusted test networks only)
+Emulating a slower device (a phone on this machine):
+  --emulate PRESET      high-end (1.5x slower, 8G, 2 threads), mid-range (3x, 4G, 2),
+                        low-end (6x, 2G, 1) or desktop; --memory-limit/--threads override
+  --slowdown F          compute F times slower than this machine (sleeps the difference)
+  --slowdown-schedule S extra slowdowns over time, e.g. 20s:3x,40s:1x (seconds
+                        from when the coordinator assigns blocks)
 %s)";
 
 Worker* g_worker = nullptr;
@@ -47,8 +53,16 @@ int cmd_worker(int argc, char** argv) {
     opt.host = listen.host;
     opt.port = listen.port;
     opt.name = args.str({"name"}, "worker");
+    if (args.has("emulate")) {
+        opt.emulation = EmulationProfile::preset(args.str({"emulate"}));
+        opt.memory_limit = opt.emulation.memory_bytes;
+        opt.threads = opt.emulation.threads;
+    }
+    if (args.has("slowdown")) opt.emulation.slowdown = args.num<double>({"slowdown"}, 1.0);
+    if (args.has("slowdown-schedule"))
+        opt.emulation.schedule = SlowdownSchedule::parse(args.str({"slowdown-schedule"}));
     if (args.has("memory-limit")) opt.memory_limit = parse_bytes(args.str({"memory-limit"}));
-    opt.threads = args.num<unsigned>({"threads", "t"}, 0);
+    if (args.has("threads") || args.has("t")) opt.threads = args.num<unsigned>({"threads", "t"}, 0);
     opt.cache_dir = args.str({"cache-dir"}, default_cache_dir(opt.name));
     opt.model_path = args.str({"model", "m"});
     auto tls = tls_from_args(args);

@@ -28,7 +28,7 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 
-#include "tandem/device/cpu_device.hpp"
+#include "tandem/emulation/emulated_device.hpp"
 #include "tandem/runtime/device_loop.hpp"
 #include "tandem/runtime/weights.hpp"
 #include "tandem/scheduler/fifo_scheduler.hpp"
@@ -49,6 +49,10 @@ struct WorkerOptions {
     LinkOptions link{};
     std::chrono::milliseconds heartbeat{1000};
     std::function<void(const std::string&)> log;
+    /// Emulate a slower device (a phone on a desktop): compute slowdown and a
+    /// schedule of extra slowdowns. Its name, threads and memory are replaced
+    /// by the fields above (`name`, `threads`, `memory_limit`).
+    EmulationProfile emulation{};
 };
 
 /// The Transport a session's device loop sees: sends go out over TCP,
@@ -83,7 +87,7 @@ public:
 
     explicit Worker(WorkerOptions opt)
         : opt_(std::move(opt)),
-          device_(CpuDeviceOptions{.name = opt_.name, .threads = opt_.threads, .memory_budget = opt_.memory_limit}),
+          device_(device_profile(opt_)),
           tcp_(net_.get_executor(), 0,
                TcpTransportOptions{.link = opt_.link, .tls = opt_.tls, .heartbeat = opt_.heartbeat, .name = opt_.name,
                                    .memory_budget = opt_.memory_limit, .threads = device_.threads(),
@@ -130,14 +134,25 @@ public:
 
     const TcpTransport& transport() const noexcept { return tcp_; }
 
+    /// When the device's schedule clock started (its slowdowns count from here).
+    void restart_emulation_clock() { device_.restart_clock(); }
+
 private:
+    static EmulationProfile device_profile(const WorkerOptions& o) {
+        EmulationProfile p = o.emulation;
+        p.name = o.name;
+        p.threads = o.threads;
+        p.memory_bytes = o.memory_limit;
+        return p;
+    }
+
     struct Session {
         std::unique_ptr<SessionTransport> transport;
         std::shared_ptr<const Model> model;
         std::unique_ptr<ModelSegment> segment;
         std::unique_ptr<FifoScheduler> scheduler;
         std::unique_ptr<Routing> routing;
-        std::unique_ptr<DeviceLoop<ModelSegment, CpuDevice, SessionTransport, FifoScheduler>> loop;
+        std::unique_ptr<DeviceLoop<ModelSegment, EmulatedDevice, SessionTransport, FifoScheduler>> loop;
         wire::Assign assign;
         std::vector<wire::TensorDesc> missing;
         std::uint64_t bytes_received = 0;
@@ -320,7 +335,8 @@ private:
                   [](const Stage& x, const Stage& y) { return x.blocks.begin < y.blocks.begin; });
         s.routing = std::make_unique<Routing>(plan, 0, c.n_blocks());
         s.transport = std::make_unique<SessionTransport>(tcp_, compute_.get_executor());
-        s.loop = std::make_unique<DeviceLoop<ModelSegment, CpuDevice, SessionTransport, FifoScheduler>>(
+        device_.restart_clock();  // scheduled slowdowns count from the assignment
+        s.loop = std::make_unique<DeviceLoop<ModelSegment, EmulatedDevice, SessionTransport, FifoScheduler>>(
             *s.segment, device_, *s.transport, *s.scheduler, *s.routing, c.dim);
         wire::Ready r;
         r.weight_bytes = s.segment->weight_bytes();
@@ -390,7 +406,7 @@ private:
     asio::io_context compute_{1};
     asio::executor_work_guard<asio::io_context::executor_type> compute_guard_{compute_.get_executor()};
     std::thread compute_thread_;
-    CpuDevice device_;
+    EmulatedDevice device_;  // slowdown 1: the machine itself
     TcpTransport tcp_;
     Listener listener_;
     std::optional<WeightCache> cache_;
