@@ -10,10 +10,14 @@ scripts/install-deps.sh
 step "Configuring (cmake --preset release -> build/release)"
 cmake --preset release
 
-# ---- the main job: the target to build and the command to run -----------------
-job_target=tandem-inspect
-step "Building ${job_target} (-j${JOBS})"
+# ---- the main job: the multi-device demo on the embedded model ---------------
+# Three `tandem worker` processes on loopback, each holding a third of
+# stories260K's blocks, joined in a ring over TLS 1.3 with a fresh cluster key;
+# this process is the coordinator (tokenizer, sampling). Greedy, so the text is
+# the model's known one.
+job_target=tandem_cli
+step "Building the tandem program (-j${JOBS})"
 cmake --build --preset release -j "$JOBS" --target "$job_target"
 
-step "Running the main job"
-build/release/bin/tandem-inspect models/stories260K.gguf
+step "Running the main job: tandem run --local-workers 3 (the embedded stories260K over 3 devices)"
+build/release/bin/tandem run --local-workers 3 -n 120 "$@"

@@ -14,6 +14,8 @@ packages=(
   doctest-dev clang libclang-rt-dev
   # arm64 cross build run under qemu, plots of benchmark results, netem links
   qemu-user g++-aarch64-linux-gnu gnuplot-nox iproute2
+  # the arm64 build's libraries with code (Debian multiarch; header-only ones are shared)
+  libssl-dev:arm64 libglpk-dev:arm64
 )
 
 missing=()
@@ -43,5 +45,17 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Packages of another architecture (name:arm64) need it enabled in dpkg first.
+for p in "${missing[@]}"; do
+  case "$p" in
+    *:*)
+      arch="${p##*:}"
+      if [ "$arch" != "$(dpkg --print-architecture)" ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+        echo "install-deps: enabling the $arch architecture (dpkg --add-architecture $arch)"
+        "${sudo[@]}" dpkg --add-architecture "$arch"
+      fi
+      ;;
+  esac
+done
 "${sudo[@]}" apt-get update
 "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"

@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
 # README command 2 (and what .ci/run runs): install what is needed, then build
 # and run every test: the release build + ctest, the ASan+UBSan build + ctest,
-# then each libFuzzer target for FUZZ_SECONDS (default 60) when tests/fuzz/run.sh
-# exists.
-# Usage: scripts/test-all.sh [release] [asan] [fuzz]   (default: all three, in
-#        that order; runs from anywhere; JOBS=N overrides nproc)
+# the aarch64 cross build with its tests under qemu and the cross-architecture
+# check (scripts/test-arm64.sh), then each libFuzzer target for FUZZ_SECONDS
+# (default 60) when tests/fuzz/run.sh exists.
+# Usage: scripts/test-all.sh [release] [asan] [arm64] [fuzz]   (default: all four,
+#        in that order; runs from anywhere; JOBS=N overrides nproc)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(release asan fuzz)
+[ ${#stages[@]} -gt 0 ] || stages=(release asan arm64 fuzz)
 for s in "${stages[@]}"; do
-  case "$s" in release|asan|fuzz) ;; *) echo "test-all: unknown stage '$s' (release, asan, fuzz)" >&2; exit 2 ;; esac
+  case "$s" in release|asan|arm64|fuzz) ;; *) echo "test-all: unknown stage '$s' (release, asan, arm64, fuzz)" >&2; exit 2 ;; esac
 done
 
 step "Installing Debian packages (scripts/install-deps.sh)"
 scripts/install-deps.sh
 
 for preset in "${stages[@]}"; do
+  if [ "$preset" = arm64 ]; then
+    # Its own steps and timing summary (scripts/test-arm64.sh); the coordinator
+    # side uses build/release (built by the release stage when that ran first).
+    step "[arm64] scripts/test-arm64.sh"
+    bash scripts/test-arm64.sh
+    continue
+  fi
   if [ "$preset" = fuzz ]; then
     if [ ! -f tests/fuzz/run.sh ]; then
       step "[fuzz] skipped: tests/fuzz/run.sh does not exist yet"

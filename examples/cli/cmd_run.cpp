@@ -11,6 +11,7 @@
 #include <tandem/tokenizer/tokenizer.hpp>
 
 #include "args.hpp"
+#include "auto_plan.hpp"
 #include "commands.hpp"
 #include "local_workers.hpp"
 #include "model_source.hpp"
@@ -28,6 +29,7 @@ Runs a model split over several devices. Without -m it uses the embedded stories
       --devices LIST      workers started with `tandem worker`, in ring order
       --local-workers N   start N workers as child processes on loopback
       --split RANGES      layers per device, e.g. 0:3,3:5 (or raw blocks b0:7,b7:12); default: even
+                          (or --plan auto: measured and solved, see below)
   -p, --prompt TEXT       prompt (default: empty)
   -n, --n-predict N       tokens to generate per request (default 128)
       --parallel N        N requests at once (the prompt N times, seeds seed..seed+N-1)
@@ -39,6 +41,12 @@ Runs a model split over several devices. Without -m it uses the embedded stories
       --threads-per-worker T   compute threads of each local worker (default 1)
       --quiet             print only the generated text
       --cache-dir DIR     weight cache shared by the --local-workers (default: each its own)
+      --failover          survive a lost worker: re-plan over the others, replay the requests
+      --balance           move blocks at runtime when a worker's measured speed drifts
+      --balance-threshold X   relative gain needed to move (default 0.2)
+      --local-schedule S,...  (--local-workers) each worker's slowdown schedule, one step each
+                          (e.g. 0s:1x,5s:4x,0s:1x: worker 2 becomes 4x slower 5 s in)
+      --local-noise N,...     (--local-workers) each worker's step-time noise (0..1)
 Link timing (also passed to --local-workers):
 %s%s)";
 
@@ -66,9 +74,10 @@ std::vector<std::string> split_list(const std::string& s) {
 }  // namespace
 
 int cmd_run(int argc, char** argv) {
-    Args args(argc, argv, {"help", "h", "insecure", "quiet"});
+    Args args(argc, argv, {"help", "h", "insecure", "quiet", "refresh-profiles", "failover", "balance"});
     if (args.flag({"help", "h"})) {
         std::printf(kHelp, kLinkHelp, kSamplingHelp);
+        std::printf(kAutoPlanHelp, kLiveHelp);
         return 0;
     }
     const auto prompt = args.str({"p", "prompt"});
@@ -85,6 +94,10 @@ int cmd_run(int argc, char** argv) {
     ro.encoding = parse_encoding(args.str({"encoding"}, "f32"));
     ro.max_in_flight = static_cast<std::size_t>(args.num<int>({"in-flight"}, parallel));
     ro.max_batch = static_cast<std::size_t>(args.num<int>({"batch"}, 1));
+    ro.failover = args.flag({"failover"});
+    ro.balance = args.flag({"balance"});
+    ro.balancer.threshold = args.num<double>({"balance-threshold"}, ro.balancer.threshold);
+    ro.on_event = [](const std::string& e) { log_line("event", e); };
     link_options_from_args(args, ro.link, ro.heartbeat);
     ro.log = [quiet](const std::string& l) {
         if (!quiet) log_line("coordinator", l);
@@ -113,7 +126,7 @@ int cmd_run(int argc, char** argv) {
             extra.push_back(key_path);
             tls = std::make_unique<TlsConfig>(ClusterKey::load(key_path));
         }
-        workers = std::make_unique<LocalWorkers>(local, extra);
+        workers = std::make_unique<LocalWorkers>(local, extra, "/proc/self/exe", local_worker_flags(args, local));
         endpoints = workers->endpoints();
     } else {
         tls = tls_from_args(args);
@@ -121,6 +134,22 @@ int cmd_run(int argc, char** argv) {
     }
     ro.tls = tls.get();
     const auto split = args.str({"split"});
+    // --plan auto: profile the workers live and solve the placement (auto_plan.hpp).
+    const auto plan_mode = args.str({"plan"});
+    if (!plan_mode.empty() && plan_mode != "auto") throw std::runtime_error("--plan takes only 'auto'");
+    if (!plan_mode.empty() && !split.empty()) throw std::runtime_error("--plan auto and --split exclude each other");
+    LiveProfileOptions live;
+    AutoPlanOptions auto_opt;
+    if (!plan_mode.empty()) {
+        live = live_options_from_args(args);
+        live.tls = tls.get();
+        live.link = ro.link;
+        live.heartbeat = ro.heartbeat;
+        live.log = ro.log;
+        auto_opt.objective = objective_from_args(args);
+        auto_opt.in_flight = static_cast<std::int64_t>(ro.max_in_flight);
+        auto_opt.quiet = quiet;
+    }
     auto file = open_model_file(args);
     args.reject_unknown();
 
@@ -128,7 +157,11 @@ int cmd_run(int argc, char** argv) {
     auto model = Model::from_file(std::move(file), BlockRange{0, 0});
     std::vector<DeviceId> ids;
     for (std::size_t i = 0; i < endpoints.size(); ++i) ids.push_back(static_cast<DeviceId>(i + 1));
-    const Plan plan = split.empty() ? Plan::even(model->config(), ids) : Plan::parse(split, model->config(), ids);
+    if (!plan_mode.empty())  // the positions a sequence of this run will use
+        auto_opt.context = static_cast<std::int64_t>(tokenizer.encode(prompt, true).size()) + n_predict + 1;
+    const Plan plan = !plan_mode.empty() ? auto_plan(*model, endpoints, live, auto_opt)
+                      : split.empty()    ? Plan::even(model->config(), ids)
+                                         : Plan::parse(split, model->config(), ids);
 
     int last_pct = -1;
     ro.progress = [&](DeviceId id, std::uint64_t done, std::uint64_t total) {
@@ -144,8 +177,9 @@ int cmd_run(int argc, char** argv) {
         }
     };
     if (!quiet)
-        std::fprintf(stderr, "plan: %s over %zu devices (%s links, activations %s)\n", plan.describe().c_str(),
-                     endpoints.size(), tls ? "TLS 1.3" : "plaintext", wire::encoding_name(ro.encoding));
+        std::fprintf(stderr, "plan: %s over %zu devices (%s links, activations %s%s)\n", plan.describe().c_str(),
+                     endpoints.size(), tls ? "TLS 1.3" : "plaintext", wire::encoding_name(ro.encoding),
+                     ro.link.shape.active() ? (", emulated link " + ro.link.shape.describe()).c_str() : "");
     RemotePipeline pipeline(model, endpoints, plan, ro);
 
     auto ids_prompt = tokenizer.encode(prompt, true);

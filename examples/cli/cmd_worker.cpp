@@ -32,6 +32,7 @@ Emulating a slower device (a phone on this machine):
   --emulate PRESET      high-end (1.5x slower, 8G, 2 threads), mid-range (3x, 4G, 2),
                         low-end (6x, 2G, 1) or desktop; --memory-limit/--threads override
   --slowdown F          compute F times slower than this machine (sleeps the difference)
+  --slowdown-noise N    each step's slowdown varies by up to +-N (0..1), like a phone with other work
   --slowdown-schedule S extra slowdowns over time, e.g. 20s:3x,40s:1x (seconds
                         from when the coordinator assigns blocks)
 %s)";
@@ -59,6 +60,7 @@ int cmd_worker(int argc, char** argv) {
         opt.threads = opt.emulation.threads;
     }
     if (args.has("slowdown")) opt.emulation.slowdown = args.num<double>({"slowdown"}, 1.0);
+    if (args.has("slowdown-noise")) opt.emulation.noise = args.num<double>({"slowdown-noise"}, 0.0);
     if (args.has("slowdown-schedule"))
         opt.emulation.schedule = SlowdownSchedule::parse(args.str({"slowdown-schedule"}));
     if (args.has("memory-limit")) opt.memory_limit = parse_bytes(args.str({"memory-limit"}));

@@ -23,9 +23,15 @@ namespace tandem::cli {
 
 class LocalWorkers {
 public:
-    /// Starts n workers: `self_exe worker --listen 127.0.0.1:0 --name local-i <extra...>`.
-    LocalWorkers(int n, const std::vector<std::string>& extra, const std::string& self_exe = "/proc/self/exe") {
-        for (int i = 0; i < n; ++i) spawn(i, extra, self_exe);
+    /// Starts n workers: `self_exe worker --listen 127.0.0.1:0 --name local-i <extra...> <each[i]...>`.
+    LocalWorkers(int n, const std::vector<std::string>& extra, const std::string& self_exe = "/proc/self/exe",
+                 const std::vector<std::vector<std::string>>& each = {}) {
+        for (int i = 0; i < n; ++i) {
+            auto args = extra;
+            if (static_cast<std::size_t>(i) < each.size())
+                args.insert(args.end(), each[static_cast<std::size_t>(i)].begin(), each[static_cast<std::size_t>(i)].end());
+            spawn(i, args, self_exe);
+        }
     }
     LocalWorkers(const LocalWorkers&) = delete;
     LocalWorkers& operator=(const LocalWorkers&) = delete;

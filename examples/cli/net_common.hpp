@@ -42,16 +42,20 @@ inline std::unique_ptr<TlsConfig> tls_from_args(const Args& args) {
 ///   --frame-grace MS        a started frame's slack before the rate applies (default 2000)
 ///   --min-rate SIZE         bytes per second a started frame must keep up (default 64K)
 ///   --max-frame SIZE        largest frame accepted (default 64M)
+///   --emulate-link SHAPE    bandwidth and delay of outgoing links, e.g. 100mbit,5ms
 inline constexpr const char* kLinkHelp = R"(  --idle-timeout MS     a peer silent this long is lost (default 5000)
   --heartbeat MS        ping period, below every peer's idle timeout (default 1000)
   --handshake-timeout MS  TCP connect + TLS handshake limit (default 5000)
   --frame-grace MS      slack for a started frame before --min-rate applies (default 2000)
   --min-rate SIZE       bytes/s a started frame must keep up: slower peers are cut off (default 64K)
   --max-frame SIZE      largest frame accepted (default 64M)
+  --emulate-link SHAPE  emulate a slower network on this side's outgoing links, e.g.
+                        100mbit,5ms (bandwidth and one-way delay, shaped in the transport)
 )";
 
 inline const std::initializer_list<const char*> kLinkFlags = {"idle-timeout", "heartbeat", "handshake-timeout",
-                                                             "frame-grace", "min-rate", "max-frame"};
+                                                             "frame-grace", "min-rate", "max-frame",
+                                                             "emulate-link"};
 
 inline void link_options_from_args(const Args& args, LinkOptions& link, std::chrono::milliseconds& heartbeat) {
     using ms = std::chrono::milliseconds;
@@ -61,6 +65,7 @@ inline void link_options_from_args(const Args& args, LinkOptions& link, std::chr
     link.frame_grace = ms(args.num<long long>({"frame-grace"}, link.frame_grace.count()));
     if (args.has("min-rate")) link.min_rate_bytes_per_s = static_cast<double>(parse_bytes(args.str({"min-rate"})));
     if (args.has("max-frame")) link.max_frame = parse_bytes(args.str({"max-frame"}));
+    if (args.has("emulate-link")) link.shape = LinkShape::parse(args.str({"emulate-link"}));
     if (link.idle_timeout.count() <= 0 || heartbeat.count() <= 0 || link.handshake_timeout.count() <= 0 ||
         link.frame_grace.count() < 0 || link.min_rate_bytes_per_s <= 0 || link.max_frame < 1024)
         throw std::runtime_error("link timings must be positive (and --max-frame at least 1K)");

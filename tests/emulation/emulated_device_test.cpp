@@ -62,3 +62,27 @@ TEST_CASE("emulation: scheduled slowdowns and presets") {
     CHECK_THROWS_AS(EmulationProfile::preset("pager"), ConfigError);
     CHECK(EmulationProfile::preset("low-end").slowdown > EmulationProfile::preset("high-end").slowdown);
 }
+
+TEST_CASE("emulation: a noisy device varies each step within its bounds, around its slowdown") {
+    EmulatedDevice d({.name = "busy-phone", .slowdown = 3.0, .threads = 1, .noise = 0.5});
+    double lo = 1e9, hi = 0, sum = 0;
+    constexpr int n = 40;
+    for (int i = 0; i < n; ++i) {
+        // The reported time is factor x the real time: their ratio is the step's factor.
+        double real = 0;
+        const double reported = d.compute([&](ThreadPool&) {
+            const auto t0 = std::chrono::steady_clock::now();
+            burn(1);
+            real = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        });
+        const double f = reported / real;
+        lo = std::min(lo, f);
+        hi = std::max(hi, f);
+        sum += f;
+    }
+    CHECK(lo >= 1.5 * 0.99);   // 3 x (1 - 0.5)
+    CHECK(hi <= 4.5 * 1.05);   // 3 x (1 + 0.5), plus the clock's granularity
+    CHECK(hi - lo > 0.5);      // it does vary
+    CHECK(sum / n == doctest::Approx(3.0).epsilon(0.2));
+    CHECK_THROWS_AS(EmulatedDevice({.name = "x", .noise = 1.5}), ConfigError);
+}

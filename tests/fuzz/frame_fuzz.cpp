@@ -108,6 +108,12 @@ void decode_payload(FrameType type, std::span<const std::byte> p) {
         case FrameType::Bye: decode_as<ErrorMsg>(p); break;
         case FrameType::Migrate:
         case FrameType::KvChunk: break;  // no payload defined yet
+        case FrameType::ProfileRequest: decode_as<ProfileRequest>(p); break;
+        case FrameType::Profile: decode_as<Profile>(p); break;
+        case FrameType::ProbeRequest: decode_as<ProbeRequest>(p); break;
+        case FrameType::ProbeResult: decode_as<ProbeResult>(p); break;
+        case FrameType::Echo:
+        case FrameType::EchoReply: decode_as<Echo>(p); break;
     }
 }
 

@@ -8,6 +8,7 @@
 // without stealing each other's cycles.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -81,6 +82,7 @@ struct EmulationProfile {
     std::uint64_t memory_bytes = std::numeric_limits<std::uint64_t>::max();
     unsigned threads = 1;
     SlowdownSchedule schedule{};  // extra slowdowns over time
+    double noise = 0.0;  // each step's factor times a uniform draw from [1 - noise, 1 + noise] (a busy phone)
 
     /// Named presets of phone classes, relative to one core of this desktop.
     static EmulationProfile preset(const std::string& name) {
@@ -104,6 +106,7 @@ public:
                                 .speed = 1.0 / profile_.slowdown}),
           start_(clock::now()) {
         if (profile_.slowdown < 1.0) throw ConfigError("an emulated device cannot be faster than the machine (slowdown >= 1)");
+        if (profile_.noise < 0.0 || profile_.noise >= 1.0) throw ConfigError("slowdown noise must be in [0, 1)");
     }
 
     std::string name() const { return profile_.name; }
@@ -120,7 +123,8 @@ public:
     template <typename Job>
     double compute(Job&& job) {
         const double real = cpu_.compute(std::forward<Job>(job));
-        const double factor = profile_.slowdown * current_extra();
+        double factor = profile_.slowdown * current_extra();
+        if (profile_.noise > 0) factor = std::max(1.0, factor * (1.0 + profile_.noise * (2.0 * next_uniform() - 1.0)));
         if (factor > 1.0) std::this_thread::sleep_for(std::chrono::duration<double>((factor - 1.0) * real));
         return real * factor;
     }
@@ -133,6 +137,15 @@ public:
     const EmulationProfile& profile() const noexcept { return profile_; }
 
 private:
+    // xorshift64*: a reproducible draw in [0, 1) per step, no global state.
+    double next_uniform() noexcept {
+        rng_ ^= rng_ >> 12;
+        rng_ ^= rng_ << 25;
+        rng_ ^= rng_ >> 27;
+        return static_cast<double>((rng_ * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;
+    }
+
+    std::uint64_t rng_ = 0x9E3779B97F4A7C15ull;
     EmulationProfile profile_;
     CpuDevice cpu_;
     clock::time_point start_;

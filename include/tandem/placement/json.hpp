@@ -14,6 +14,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <locale>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,6 +25,46 @@
 #include "tandem/core/error.hpp"
 
 namespace tandem {
+
+namespace json_detail {
+
+/// std::from_chars for a double (a decimal number, "C" locale): the longest
+/// prefix [-]digits[.digits][(e|E)[+-]digits] of [b, e). libc++ before LLVM 20,
+/// the C++ library of every Android NDK so far, has no floating-point
+/// from_chars (the overload is deleted); there the prefix is read by a stream
+/// in the classic locale instead.
+inline std::from_chars_result parse_double(const char* b, const char* e, double& v) {
+#if defined(_LIBCPP_VERSION) && _LIBCPP_VERSION < 200000
+    const char* p = b;
+    auto digits = [&] {
+        const char* s = p;
+        while (p < e && *p >= '0' && *p <= '9') ++p;
+        return p - s;
+    };
+    if (p < e && *p == '-') ++p;
+    auto n = digits();
+    if (p < e && *p == '.') {
+        ++p;
+        n += digits();
+    }
+    if (n == 0) return {b, std::errc::invalid_argument};
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        const char* mantissa_end = p++;
+        if (p < e && (*p == '+' || *p == '-')) ++p;
+        if (digits() == 0) p = mantissa_end;  // "2e" is 2, then "e"
+    }
+    std::istringstream in(std::string(b, p));
+    in.imbue(std::locale::classic());
+    double x = 0;
+    if (!(in >> x)) return {b, std::errc::result_out_of_range};
+    v = x;
+    return {p, std::errc()};
+#else
+    return std::from_chars(b, e, v);
+#endif
+}
+
+}  // namespace json_detail
 
 class Json {
 public:
@@ -341,7 +383,7 @@ private:
             if (digits() == 0) fail("malformed number: no exponent digits");
         }
         double v = 0;
-        const auto r = std::from_chars(s_.data() + start, s_.data() + i_, v);
+        const auto r = json_detail::parse_double(s_.data() + start, s_.data() + i_, v);
         if (r.ec != std::errc() || !std::isfinite(v)) {
             i_ = start;
             fail("number out of range");

@@ -275,7 +275,7 @@ inline std::uint64_t parse_memory_size(const JsonFields& f, const Json& v) {
     double x = 0;
     const char* b = s.data();
     const char* e = s.data() + s.size();
-    const auto r = std::from_chars(b, e, x);
+    const auto r = json_detail::parse_double(b, e, x);
     if (r.ec != std::errc() || !(x > 0) || !std::isfinite(x)) f.fail(v, "memory: \"" + s + "\" is not a size");
     std::string unit(r.ptr, e);
     unit.erase(std::remove(unit.begin(), unit.end(), ' '), unit.end());

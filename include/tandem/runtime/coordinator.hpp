@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
@@ -86,6 +87,7 @@ public:
         r->spec = std::move(spec);
         r->sampler.emplace(r->spec.sampler);
         for (auto t : r->spec.prompt) r->sampler->accept(t);
+        tokens_left_ += static_cast<std::uint64_t>(std::max<std::int32_t>(0, r->spec.max_tokens));
         waiting_.push_back(id);
         requests_.emplace(id, std::move(r));
         return id;
@@ -128,6 +130,9 @@ public:
     }
 
     std::uint64_t sampled_tokens() const noexcept { return sampled_; }
+    /// Tokens still to generate over all requests (at most; a stop token ends
+    /// a request early). Safe to read from any thread.
+    std::uint64_t tokens_left() const noexcept { return tokens_left_.load(std::memory_order_relaxed); }
 
 private:
     struct Request {
@@ -296,6 +301,7 @@ private:
         if (r.spec.on_logits) r.spec.on_logits(r.id, logits->data);
         const auto tok = r.sampler->sample(logits->data);
         ++sampled_;
+        if (tokens_left_ > 0) --tokens_left_;
         if (recovering_.erase(r.id) && recovering_.empty() && !recoveries_.empty())
             recoveries_.back().recovery_seconds = std::chrono::duration<double>(clock::now() - recovery_started_).count();
         r.result.tokens.push_back(tok);
@@ -324,6 +330,9 @@ private:
     asio::awaitable<void> finish(Request& r) {
         r.finished = true;
         recovering_.erase(r.id);
+        const auto unused = static_cast<std::uint64_t>(
+            std::max<std::int64_t>(0, r.spec.max_tokens - static_cast<std::int64_t>(r.result.tokens.size())));
+        tokens_left_ -= std::min<std::uint64_t>(unused, tokens_left_);
         r.result.id = r.id;
         r.result.seconds = std::chrono::duration<double>(clock::now() - r.admitted).count();
         --active_;
@@ -352,6 +361,7 @@ private:
     std::size_t active_ = 0;       // admitted, not finished
     std::size_t in_pipeline_ = 0;  // steps sent whose logits have not come back
     std::uint64_t sampled_ = 0;
+    std::atomic<std::uint64_t> tokens_left_{0};
     RecoveryHandler recovery_;
     std::set<DeviceId> lost_;
     std::vector<RecoveryEvent> recoveries_;

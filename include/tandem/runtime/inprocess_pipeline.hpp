@@ -140,7 +140,8 @@ public:
             for (const auto& st : routing_.plan().stages)
                 if (st.device != lost) alive.push_back(st.device);
             if (alive.empty()) throw PeerLostError("device " + std::to_string(lost), "no device left to run the model");
-            co_await migrate(planner(alive), lost);
+            const Plan next = planner(alive);  // named: GCC 12 and temporaries in co_await
+            co_await migrate(next, lost);
         });
     }
     const std::vector<RecoveryEvent>& recoveries() const noexcept { return coordinator_->recoveries(); }

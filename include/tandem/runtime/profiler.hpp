@@ -15,7 +15,10 @@
 // model and averaged; a run repeats a block until it lasts `min_run_seconds`,
 // so microsecond blocks of a small model are timed above the clock's noise.
 // No FLOP counts or synthetic kernels: the engine's own kernels, on the
-// model's own weights.
+// model's own weights. profile_blocks() does the same for a model received
+// in part: a worker profiled over the network (runtime/live_profile.hpp) gets
+// only the tensors of the sampled blocks (profiled_blocks()) and binds each
+// to a Model of its own (SampledModel).
 //
 // ProfileCache keeps profiles in a JSON file keyed by model identity, device
 // name and thread count; cached_profile() measures only on a miss or when
@@ -27,9 +30,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -66,27 +72,48 @@ inline double median(std::vector<double> v) {
 
 }  // namespace detail
 
-/// Measures `device` on `model` (which must bind every block; Model::open
-/// binds all by default). The profile's memory is the device's budget, or
-/// this machine's RAM when the budget is unlimited.
-template <Device D>
-DeviceProfile profile_device(const Model& model, D& device, const ProfilerOptions& opt = {}) {
-    const auto& c = model.config();
-    const auto& arch = model.arch();
-    const auto B = c.n_blocks();
-    if (model.bound_blocks() != BlockRange::all(c))
-        throw ConfigError("profiling needs a model that binds all of its blocks, not " + to_string(model.bound_blocks()));
-    if (opt.reps < 1 || opt.prefill_tokens < 1 || opt.decode_position < 0 || opt.max_layers < 1)
+/// The blocks a profile times: the embedding, the attention and FFN halves
+/// of up to `max_layers` layers spread evenly over the model, and the head.
+/// Sorted, without repeats.
+inline std::vector<std::int64_t> profiled_blocks(const ModelConfig& c, const ProfilerOptions& opt = {}) {
+    std::vector<std::int64_t> out{0};
+    const std::int64_t n_sample = std::clamp<std::int64_t>(opt.max_layers, 1, std::max<std::int64_t>(c.n_layers, 1));
+    for (std::int64_t i = 0; i < n_sample && c.n_layers > 0; ++i) {
+        const auto l = i * c.n_layers / n_sample;
+        out.push_back(1 + 2 * l);
+        out.push_back(2 + 2 * l);
+    }
+    out.push_back(c.n_blocks() - 1);
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
+/// Which loaded architecture runs block b: a model bound to every block, or
+/// (on a worker that received only the sampled blocks' tensors) one Model
+/// per sampled block.
+using BlockArchitecture = std::function<const Architecture&(std::int64_t block)>;
+
+/// Throws ConfigError unless `opt` can profile a model of configuration `c`.
+inline void check_profiler_options(const ModelConfig& c, const ProfilerOptions& opt) {
+    if (opt.reps < 1 || opt.prefill_tokens < 1 || opt.decode_position < 0 || opt.max_layers < 1 ||
+        !(opt.min_run_seconds >= 0))
         throw ConfigError("profiler options must be positive");
     const std::int64_t context_needed = std::max(opt.prefill_tokens, opt.decode_position + 1);
     if (context_needed > c.context_length)
         throw ConfigError("profiling needs " + std::to_string(context_needed) + " positions; the model has " +
                           std::to_string(c.context_length));
+}
 
-    // Layers to time: up to max_layers, spread over the model.
-    std::vector<std::int64_t> layers;
-    const std::int64_t n_sample = std::min(opt.max_layers, c.n_layers);
-    for (std::int64_t i = 0; i < n_sample; ++i) layers.push_back(i * c.n_layers / n_sample);
+/// Measures `device` on the blocks profiled_blocks(c, opt), each run by
+/// arch_of(block). The profile's memory is the device's budget, or this
+/// machine's RAM when the budget is unlimited; its model is `model_id`.
+template <Device D>
+DeviceProfile profile_blocks(const ModelConfig& c, const BlockArchitecture& arch_of, const std::string& model_id,
+                             D& device, const ProfilerOptions& opt = {}) {
+    check_profiler_options(c, opt);
+    const auto B = c.n_blocks();
+    const auto sampled = profiled_blocks(c, opt);
 
     KvStore kv(0, c.n_layers, c.kv_dim(), c.context_length);
     Workspace ws;
@@ -99,8 +126,11 @@ DeviceProfile profile_device(const Model& model, D& device, const ProfilerOption
             toks.push_back(static_cast<std::int32_t>((1 + (start + i) * 7919) % c.n_vocab));
         return Batch::for_sequence(seq, toks, static_cast<std::int32_t>(start));
     };
+    auto run_one = [&](std::int64_t b, Batch& batch, ThreadPool& pool) {
+        run_blocks(arch_of(b), {b, b + 1}, batch, kv, ws, pool);
+    };
     // The hidden state a middle block sees: the embedding of the batch's tokens.
-    auto embed = [&](Batch& b) { run_blocks(arch, {0, 1}, b, kv, ws, device.pool()); };
+    auto embed = [&](Batch& b) { run_one(0, b, device.pool()); };
 
     // Times `blocks` on `batch`; before every block run the hidden state is
     // restored and the cache cut back to `keep` positions, so each run does
@@ -112,7 +142,7 @@ DeviceProfile profile_device(const Model& model, D& device, const ProfilerOption
                 for (const auto b : blocks) {
                     batch.hidden = hidden;
                     if (kv.contains(seq)) kv.at(seq).truncate(keep);
-                    run_blocks(arch, {b, b + 1}, batch, kv, ws, pool);
+                    run_one(b, batch, pool);
                 }
         };
         // Calibrate how many passes make a run of at least min_run_seconds.
@@ -126,16 +156,16 @@ DeviceProfile profile_device(const Model& model, D& device, const ProfilerOption
     };
 
     std::vector<std::int64_t> att, ffn;
-    for (const auto l : layers) {
-        att.push_back(1 + 2 * l);
-        ffn.push_back(2 + 2 * l);
+    for (const auto b : sampled) {
+        if (b == 0 || b == B - 1) continue;
+        (b % 2 == 1 ? att : ffn).push_back(b);
     }
     DeviceProfile p;
     p.name = device.name();
     p.threads = device.threads();
     p.memory_bytes = device.memory_budget() == std::numeric_limits<std::uint64_t>::max() ? physical_memory_bytes()
                                                                                           : device.memory_budget();
-    p.model = model_identity(model);
+    p.model = model_id;
 
     // Prefill: a step of prefill_tokens from an empty cache.
     {
@@ -144,8 +174,8 @@ DeviceProfile profile_device(const Model& model, D& device, const ProfilerOption
         const Activations hidden = batch.hidden;
         const double n = static_cast<double>(opt.prefill_tokens);
         p.prefill[CostKind::Embedding] = time_blocks({0}, batch, hidden, 0) / n;
-        p.prefill[CostKind::Attention] = time_blocks(att, batch, hidden, 0) / n;
-        p.prefill[CostKind::Ffn] = time_blocks(ffn, batch, hidden, 0) / n;
+        p.prefill[CostKind::Attention] = att.empty() ? 0.0 : time_blocks(att, batch, hidden, 0) / n;
+        p.prefill[CostKind::Ffn] = ffn.empty() ? 0.0 : time_blocks(ffn, batch, hidden, 0) / n;
         p.prefill[CostKind::Head] = time_blocks({B - 1}, batch, hidden, 0) / n;
     }
     // Decode: fill the sampled layers' caches up to decode_position, then time
@@ -157,7 +187,7 @@ DeviceProfile profile_device(const Model& model, D& device, const ProfilerOption
         const Activations hidden = fill.hidden;
         for (const auto b : att) {
             fill.hidden = hidden;
-            run_blocks(arch, {b, b + 1}, fill, kv, ws, device.pool());
+            run_one(b, fill, device.pool());
         }
     }
     {
@@ -166,13 +196,57 @@ DeviceProfile profile_device(const Model& model, D& device, const ProfilerOption
         const Activations hidden = batch.hidden;
         const auto keep = opt.decode_position;
         p.decode[CostKind::Embedding] = time_blocks({0}, batch, hidden, keep);
-        p.decode[CostKind::Attention] = time_blocks(att, batch, hidden, keep);
-        p.decode[CostKind::Ffn] = time_blocks(ffn, batch, hidden, keep);
+        p.decode[CostKind::Attention] = att.empty() ? 0.0 : time_blocks(att, batch, hidden, keep);
+        p.decode[CostKind::Ffn] = ffn.empty() ? 0.0 : time_blocks(ffn, batch, hidden, keep);
         p.decode[CostKind::Head] = time_blocks({B - 1}, batch, hidden, keep);
     }
     p.validate();
     return p;
 }
+
+/// Measures `device` on `model` (which must bind every block; Model::open
+/// binds all by default). See profile_blocks.
+template <Device D>
+DeviceProfile profile_device(const Model& model, D& device, const ProfilerOptions& opt = {}) {
+    const auto& c = model.config();
+    if (model.bound_blocks() != BlockRange::all(c))
+        throw ConfigError("profiling needs a model that binds all of its blocks, not " + to_string(model.bound_blocks()));
+    const auto& arch = model.arch();
+    return profile_blocks(c, [&arch](std::int64_t) -> const Architecture& { return arch; }, model_identity(model),
+                          device, opt);
+}
+
+/// The sampled blocks of a model received in part (a worker that got only
+/// the tensors profiled_blocks() reads): one Model bound to each block.
+class SampledModel {
+public:
+    SampledModel(const GgufFile& file, const ProfilerOptions& opt) {
+        const auto c = read_config(file);
+        check_profiler_options(c, opt);
+        for (const auto b : profiled_blocks(c, opt)) models_.emplace_back(b, Model::from_file(GgufFile(file), BlockRange{b, b + 1}));
+        config_ = models_.front().second->config();
+    }
+
+    const ModelConfig& config() const noexcept { return config_; }
+    const Architecture& arch(std::int64_t b) const {
+        for (const auto& [block, m] : models_)
+            if (block == b) return m->arch();
+        throw ConfigError("block " + std::to_string(b) + " is not one of the profiled blocks");
+    }
+    BlockArchitecture arch_of() const {
+        return [this](std::int64_t b) -> const Architecture& { return arch(b); };
+    }
+    /// Weight bytes of the largest sampled block (what must be resident at once).
+    std::uint64_t largest_block_bytes() const {
+        std::uint64_t most = 0;
+        for (const auto& [block, m] : models_) most = std::max(most, m->block_weight_bytes(block));
+        return most;
+    }
+
+private:
+    std::vector<std::pair<std::int64_t, std::shared_ptr<const Model>>> models_;
+    ModelConfig config_;
+};
 
 /// Profiles kept in a JSON file; see the top of this file for its layout.
 class ProfileCache {

@@ -8,6 +8,7 @@
 // the coordinator. Nothing is relayed through the coordinator.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -21,10 +22,15 @@
 #include <vector>
 
 #include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/post.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/use_future.hpp>
 
+#include "tandem/runtime/balancer.hpp"
 #include "tandem/runtime/coordinator.hpp"
 #include "tandem/runtime/weights.hpp"
 #include "tandem/scheduler/fifo_scheduler.hpp"
@@ -66,6 +72,18 @@ struct RemoteOptions {
     /// Weight streaming progress: device, bytes sent so far, bytes to send.
     std::function<void(DeviceId, std::uint64_t, std::uint64_t)> progress;
     TraceRecorder* trace = nullptr;
+    /// Failover: when a worker is lost, re-plan over the survivors with this
+    /// (default: an even split) and replay every active request. Off when false.
+    bool failover = false;
+    std::function<Plan(const std::vector<DeviceId>& alive)> replan;
+    /// Runtime load balancing: every `balance_interval`, read each worker's
+    /// step times, and move blocks when the measured bottleneck drifts from
+    /// the plan (see runtime/balancer.hpp).
+    bool balance = false;
+    BalancerOptions balancer{};
+    std::chrono::milliseconds balance_interval{250};
+    /// Rebalancing and failover events as they happen (also logged).
+    std::function<void(const std::string&)> on_event;
 };
 
 class RemotePipeline {
@@ -97,6 +115,8 @@ public:
             throw;
         }
         coordinator_ = std::make_unique<Coordinator<TcpTransport, FifoScheduler>>(tcp_, scheduler_, routing_, opt_.trace);
+        if (opt_.failover) enable_failover();
+        if (opt_.balance) start_balancer();
     }
 
     RemotePipeline(const RemotePipeline&) = delete;
@@ -104,6 +124,9 @@ public:
     ~RemotePipeline() { shutdown(); }
 
     RequestId submit(RequestSpec spec) { return coordinator_->submit(std::move(spec)); }
+
+    /// Moves the balancer made (0 without RemoteOptions::balance).
+    int rebalances() const noexcept { return balancer_ ? balancer_->moves() : 0; }
 
     /// Generates every submitted request; blocks the calling thread. A worker
     /// that vanishes surfaces as PeerLostError within the link's idle timeout.
@@ -127,15 +150,67 @@ public:
     /// Asks a worker for its statistics.
     wire::Stats stats(DeviceId id) {
         return asio::co_spawn(net_, [this, id]() -> asio::awaitable<wire::Stats> {
-                   const wire::ErrorMsg empty;  // named: GCC 12 mishandles temporaries in co_await
-                   co_await tcp_.send_control(id, wire::FrameType::StatsRequest, empty);
-                   const auto f = co_await expect(id, wire::FrameType::Stats);
-                   co_return wire::decode<wire::Stats>(f.payload, "device " + std::to_string(id));
+                   co_await lock_control();
+                   ControlUnlock unlock{this};
+                   co_return co_await ask_stats(id);
                }, asio::use_future).get();
     }
 
     TcpLinkStats link_stats() const { return tcp_.stats(); }
     const Plan plan() const { return routing_.plan(); }
+
+    /// Moves blocks to `next` (over the same or fewer workers) at the first
+    /// step boundary after `after_tokens` more sampled tokens: each block's
+    /// new owner gets its weights (cache, file or streamed) and the KV caches
+    /// of its layers for every active sequence; no request is lost or changed.
+    void migrate_at(Plan next, std::uint64_t after_tokens) {
+        coordinator_->at_boundary([this, next]() -> asio::awaitable<void> {
+            const Plan target = next;
+            co_await switch_plan(target, 0);
+        }, after_tokens);
+    }
+    /// From a running step boundary (inside a boundary action), move now.
+    // (Plans by reference and named lambdas: GCC 12 double-destroys
+    // non-trivial temporaries inside co_await expressions.)
+    asio::awaitable<void> switch_plan(const Plan& next, DeviceId gone) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const Plan old = routing_.plan();
+        auto on_net = [this, &old, &next, gone]() -> asio::awaitable<void> {
+            co_await lock_control();
+            ControlUnlock unlock{this};
+            co_await reconfigure(old, next, gone);
+            plan_seen_by_net_ = next;
+        };
+        co_await asio::co_spawn(net_, on_net, asio::use_awaitable);
+        routing_.set_plan(next);
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (gone == 0) {
+            migration_seconds_.push_back(secs);
+            if (balancer_) {
+                const auto ms = secs;
+                asio::post(net_, [this, ms] { balancer_->set_migration_seconds(ms); });
+            }
+        }
+        event((gone ? "failover: re-planned to " : "migration: moved to ") + next.describe() + " in " +
+              std::to_string(static_cast<int>(secs * 1000)) + " ms");
+    }
+    /// Pause of each live migration (seconds, from the boundary to resuming).
+    const std::vector<double>& migration_seconds() const noexcept { return migration_seconds_; }
+    const std::vector<RecoveryEvent>& recoveries() const noexcept { return coordinator_->recoveries(); }
+    Coordinator<TcpTransport, FifoScheduler>& coordinator() noexcept { return *coordinator_; }
+
+    /// Survive lost workers (see RemoteOptions::failover).
+    void enable_failover() {
+        coordinator_->on_device_lost([this](DeviceId lost, const std::string& why) -> asio::awaitable<void> {
+            event("failover: device " + std::to_string(lost) + " lost (" + why + ")");
+            std::vector<DeviceId> alive;
+            for (const auto& st : routing_.plan().stages)
+                if (st.device != lost) alive.push_back(st.device);
+            if (alive.empty()) throw PeerLostError("device " + std::to_string(lost), "no worker left to run the model");
+            const Plan next = opt_.replan ? opt_.replan(alive) : Plan::even(model_->config(), alive);
+            co_await switch_plan(next, lost);
+        });
+    }
 
 private:
     using ControlInbox = asio::experimental::concurrent_channel<void(asio::error_code, Frame)>;
@@ -176,6 +251,192 @@ private:
             if (f.type == wire::FrameType::Error)
                 throw ConfigError(who + ": " + wire::decode<wire::ErrorMsg>(f.payload, who).reason);
             log(who + ": ignored " + wire::frame_type_name(f.type) + " while waiting for " + wire::frame_type_name(want));
+        }
+    }
+
+    // One control conversation with the workers at a time (a migration must
+    // not take a Stats answer meant for the balancer's poll, or the reverse).
+    // Runs on the network thread.
+    asio::awaitable<void> lock_control() {
+        while (control_busy_) {
+            asio::steady_timer t(net_, std::chrono::milliseconds(1));
+            co_await t.async_wait(asio::use_awaitable);
+        }
+        control_busy_ = true;
+    }
+    struct ControlUnlock {
+        RemotePipeline* p;
+        ~ControlUnlock() { p->control_busy_ = false; }
+    };
+
+    asio::awaitable<wire::Stats> ask_stats(DeviceId id) {
+        const wire::ErrorMsg empty;  // named: GCC 12 mishandles temporaries in co_await
+        co_await tcp_.send_control(id, wire::FrameType::StatsRequest, empty);
+        const auto f = co_await expect(id, wire::FrameType::Stats);
+        co_return wire::decode<wire::Stats>(f.payload, "device " + std::to_string(id));
+    }
+
+    // ---- runtime load balancing ----
+    void start_balancer() {
+        const auto& c = model_->config();
+        std::vector<double> cost, memory;
+        for (std::int64_t b = 0; b < c.n_blocks(); ++b) {
+            const auto bytes = static_cast<double>(model_->block_weight_bytes(b));
+            memory.push_back(bytes);
+            // Decode reads every weight of a block once, except the embedding
+            // (one row per token).
+            cost.push_back(b == 0 ? bytes / static_cast<double>(std::max<std::int64_t>(1, c.n_vocab)) : bytes);
+        }
+        balancer_ = std::make_unique<Balancer>(opt_.balancer, std::move(cost), std::move(memory));
+        plan_seen_by_net_ = routing_.plan();
+        asio::co_spawn(net_, balance_loop(), asio::detached);
+    }
+
+    asio::awaitable<void> balance_loop() {
+        asio::steady_timer timer(net_);
+        while (!shut_) {
+            timer.expires_after(opt_.balance_interval);
+            asio::error_code ec;
+            co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            if (ec || shut_ || control_busy_ || moving_) continue;
+            const auto plan = plan_seen_by_net_;
+            std::map<DeviceId, DeviceSample> samples;
+            std::map<DeviceId, double> budget;
+            try {
+                co_await lock_control();
+                ControlUnlock unlock{this};
+                for (const auto& st : plan.stages) {
+                    if (!tcp_.connected(st.device)) co_return;  // a lost worker: failover's business
+                    const auto s = co_await ask_stats(st.device);
+                    samples[st.device] = {s.busy_seconds, s.steps};
+                    const auto it = acks_.find(st.device);
+                    if (it != acks_.end()) budget[st.device] = static_cast<double>(it->second.memory_budget);
+                }
+            } catch (const std::exception& e) {
+                log(std::string("balancer: stats poll failed: ") + e.what());
+                continue;
+            }
+            const auto left = static_cast<double>(coordinator_->tokens_left());
+            auto d = balancer_->window(plan, samples, budget, left);
+            if (!d) continue;
+            event("rebalance: " + d->why + "; moving " + plan.describe() + " -> " + d->next.describe());
+            moving_ = true;
+            plan_seen_by_net_ = d->next;
+            Plan next = d->next;
+            asio::post(coord_io_, [this, next] {
+                coordinator_->at_boundary([this, next]() -> asio::awaitable<void> {
+                    const Plan target = next;
+                    co_await switch_plan(target, 0);
+                    asio::post(net_, [this] { moving_ = false; });
+                });
+            });
+        }
+    }
+
+    void event(const std::string& e) const {
+        log(e);
+        if (opt_.on_event) opt_.on_event(e);
+    }
+
+    // The layers holding a KV cache in a block range.
+    std::pair<std::int64_t, std::int64_t> kv_span(BlockRange r) const {
+        if (r.empty()) return {0, 0};
+        return {r.first_kv_layer(), r.end_kv_layer(model_->config())};
+    }
+
+    wire::Assign assignment(const Plan& plan, const Stage& st) const {
+        wire::Assign a;
+        a.device_id = st.device;
+        a.block_begin = st.blocks.begin;
+        a.block_end = st.blocks.end;
+        a.model_id = model_identity(model_->file());
+        a.metadata = metadata_image(model_->file(), model_->config());
+        a.tensors = describe_tensors(*model_, st.blocks);
+        for (const auto& p : plan.stages) {
+            const auto& w = workers_[p.device - 1];
+            a.peers.push_back({p.device, w.host, w.port, p.blocks.begin, p.blocks.end});
+        }
+        a.encoding = static_cast<std::uint8_t>(opt_.encoding);
+        a.max_in_flight = static_cast<std::uint32_t>(opt_.max_in_flight);
+        a.max_batch = static_cast<std::uint32_t>(opt_.max_batch);
+        return a;
+    }
+
+    // Runs on the network thread at a step boundary: old owners export the
+    // KV caches of layers that move (unless `gone`, a lost device, held them:
+    // then the coordinator's replay rebuilds every cache), every worker of
+    // `next` takes its new blocks, new owners import the caches, and workers
+    // left out of `next` stop.
+    asio::awaitable<void> reconfigure(const Plan& old, const Plan& next, DeviceId gone) {
+        for (const auto& st : next.stages)
+            if (st.device == kCoordinator || st.device > workers_.size() || st.device == gone)
+                throw ConfigError("new plan names device " + std::to_string(st.device) + ", which cannot serve");
+        std::map<DeviceId, std::vector<wire::KvChunk>> incoming;  // new owner -> caches
+        if (gone == 0) {
+            for (const auto& st : old.stages) {
+                const auto [f, e] = kv_span(st.blocks);
+                const auto* ns = next.stage_of_device(st.device);
+                const auto [nf, ne] = ns ? kv_span(ns->blocks) : std::pair<std::int64_t, std::int64_t>{0, 0};
+                wire::Migrate ex;
+                ex.op = static_cast<std::uint8_t>(wire::MigrateOp::Export);
+                for (auto l = f; l < e; ++l)
+                    if (l < nf || l >= ne) ex.layers.push_back(l);
+                if (ex.layers.empty()) continue;
+                co_await tcp_.send_control(st.device, wire::FrameType::Migrate, ex);
+                for (;;) {
+                    auto fr = co_await expect_one_of(st.device, wire::FrameType::KvChunk, wire::FrameType::Migrate);
+                    if (fr.type == wire::FrameType::Migrate) break;
+                    auto c = wire::decode<wire::KvChunk>(fr.payload, "device " + std::to_string(st.device));
+                    DeviceId owner = 0;
+                    for (const auto& n : next.stages) {
+                        const auto [a, b] = kv_span(n.blocks);
+                        if (c.layer >= a && c.layer < b) owner = n.device;
+                    }
+                    if (owner == 0) throw ProtocolError("device " + std::to_string(st.device), "exported a layer nobody takes");
+                    incoming[owner].push_back(std::move(c));
+                }
+            }
+        }
+        // New blocks for everyone in the new plan.
+        for (const auto& st : next.stages) {
+            const auto a = assignment(next, st);
+            const bool serving = old.stage_of_device(st.device) != nullptr;
+            co_await tcp_.send_control(st.device, wire::FrameType::Assign, a);
+            const auto need_frame = co_await expect(st.device, wire::FrameType::NeedTensors);
+            const auto need = wire::decode<wire::NeedTensors>(need_frame.payload, workers_[st.device - 1].str());
+            co_await stream_tensors(st.device, a.tensors, need.hashes);
+            const auto ready_frame = co_await expect(st.device, wire::FrameType::Ready);
+            ready_[st.device] = wire::decode<wire::Ready>(ready_frame.payload, workers_[st.device - 1].str());
+            if (!serving) {
+                const wire::ErrorMsg empty;  // named: GCC 12 mishandles temporaries in co_await
+                co_await tcp_.send_control(st.device, wire::FrameType::Start, empty);
+            }
+        }
+        // Caches to their new owners.
+        for (auto& [dev, chunks] : incoming) {
+            for (const auto& c : chunks) co_await tcp_.send_control(dev, wire::FrameType::KvChunk, c);
+            wire::Migrate commit;
+            commit.op = static_cast<std::uint8_t>(wire::MigrateOp::Commit);
+            co_await tcp_.send_control(dev, wire::FrameType::Migrate, commit);
+            co_await expect(dev, wire::FrameType::Ready);
+        }
+        const wire::ErrorMsg empty;
+        for (const auto& st : old.stages)
+            if (st.device != gone && !next.stage_of_device(st.device) && tcp_.connected(st.device))
+                co_await tcp_.send_control(st.device, wire::FrameType::Stop, empty);
+    }
+
+    // (Two types, not an initializer_list: GCC 12 miscompiles those in coroutines.)
+    asio::awaitable<Frame> expect_one_of(DeviceId id, wire::FrameType a, wire::FrameType b) {
+        const std::string who = "device " + std::to_string(id) + " (" + workers_[id - 1].str() + ")";
+        for (;;) {
+            auto f = co_await control_.at(id)->async_receive(asio::use_awaitable);
+            if (f.type == a || f.type == b) co_return f;
+            if (f.type == wire::FrameType::Bye)
+                throw PeerLostError(who, wire::decode<wire::ErrorMsg>(f.payload, who).reason);
+            if (f.type == wire::FrameType::Error)
+                throw ConfigError(who + ": " + wire::decode<wire::ErrorMsg>(f.payload, who).reason);
+            log(who + ": ignored " + wire::frame_type_name(f.type) + " during a migration");
         }
     }
 
@@ -299,7 +560,12 @@ private:
     std::map<DeviceId, wire::Ready> ready_;
     std::map<DeviceId, wire::HelloAck> acks_;
     std::unique_ptr<Coordinator<TcpTransport, FifoScheduler>> coordinator_;
-    bool shut_ = false;
+    std::vector<double> migration_seconds_;
+    std::unique_ptr<Balancer> balancer_;
+    Plan plan_seen_by_net_;     // the plan as the network thread knows it
+    bool control_busy_ = false;  // network thread only
+    bool moving_ = false;        // a balancer move is queued or running (network thread)
+    std::atomic<bool> shut_{false};
 };
 
 }  // namespace tandem

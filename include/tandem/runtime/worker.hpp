@@ -27,9 +27,12 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include "tandem/emulation/emulated_device.hpp"
 #include "tandem/runtime/device_loop.hpp"
+#include "tandem/runtime/kv_transfer.hpp"
+#include "tandem/runtime/profile_service.hpp"
 #include "tandem/runtime/weights.hpp"
 #include "tandem/scheduler/fifo_scheduler.hpp"
 #include "tandem/segment/model_segment.hpp"
@@ -159,14 +162,17 @@ private:
         std::uint64_t bytes_from_cache = 0;
         std::uint64_t reserved = 0;
         bool started = false;
+        std::optional<wire::Assign> next;  // a new assignment while serving (live migration, failover)
+        std::vector<wire::KvChunk> kv_in;  // KV caches received for the new layers, imported on Commit
     };
 
     void log(const std::string& s) const {
         if (opt_.log) opt_.log(s);
     }
 
-    asio::awaitable<std::string> admit(const wire::Hello& h, std::shared_ptr<Connection>) {
+    asio::awaitable<std::string> admit(const wire::Hello& h, std::shared_ptr<Connection> c) {
         const auto role = static_cast<wire::Role>(h.role);
+        if (role == wire::Role::Prober) co_return co_await profiles_.admit_prober(std::move(c));  // placement
         if (role == wire::Role::Coordinator) {
             if (h.device_id != kCoordinator) co_return "a coordinator is device 0, not " + std::to_string(h.device_id);
             if (session_ && tcp_.connected(kCoordinator)) co_return "busy: serving another coordinator";
@@ -215,11 +221,14 @@ private:
         }
         std::string failure;
         try {
+            if (co_await profiles_.on_control(f, who)) co_return;  // placement: profiles and link probes
             switch (f.type) {
                 case wire::FrameType::Assign: co_await on_assign(wire::decode<wire::Assign>(f.payload, who)); break;
                 case wire::FrameType::TensorChunk: co_await on_chunk(wire::decode<wire::TensorChunk>(f.payload, who), who); break;
                 case wire::FrameType::Start: on_start(); break;
                 case wire::FrameType::Stop: end_session("coordinator said stop"); break;
+                case wire::FrameType::Migrate: co_await on_migrate(wire::decode<wire::Migrate>(f.payload, who), who); break;
+                case wire::FrameType::KvChunk: on_kv_chunk(wire::decode<wire::KvChunk>(f.payload, who), who); break;
                 case wire::FrameType::StatsRequest: {
                     const auto st = stats();  // named: GCC 12 mishandles temporaries in co_await
                     co_await tcp_.send_control(kCoordinator, wire::FrameType::Stats, st);
@@ -246,6 +255,11 @@ private:
     }
 
     asio::awaitable<void> on_assign(wire::Assign a) {
+        if (session_ && session_->started && session_->assign.model_id == a.model_id &&
+            session_->assign.device_id == a.device_id) {
+            co_await on_reassign(a);  // new blocks while serving: keep the caches
+            co_return;
+        }
         if (from_coordinator_session_active()) end_session("reassigned");
         auto s = std::make_shared<Session>();
         s->assign = std::move(a);
@@ -298,8 +312,152 @@ private:
         if (cache_->write_chunk(c, who)) {
             auto& m = session_->missing;
             m.erase(std::remove_if(m.begin(), m.end(), [&](const wire::TensorDesc& d) { return d.hash == c.hash; }), m.end());
-            if (m.empty()) co_await build();
+            if (m.empty()) {
+                if (session_->next)
+                    co_await rebuild();
+                else
+                    co_await build();
+            }
         }
+    }
+
+    // ---- live reassignment (migration and failover) ----
+    //
+    // The coordinator sends a new Assign at a step boundary (no step in the
+    // pipeline). The segment keeps the KV caches of the layers it keeps; the
+    // weights of new blocks come from the cache, the local file, or the
+    // coordinator (NeedTensors, as at setup); the caches of new layers arrive
+    // as KvChunk frames before a Commit.
+    asio::awaitable<void> on_reassign(const wire::Assign& a) {
+        auto& s = *session_;
+        if (a.encoding != s.assign.encoding) throw ProtocolError("device 0", "a reassignment may not change the encoding");
+        for (const auto& p : a.peers)
+            if (p.device_id != a.device_id) tcp_.set_address(p.device_id, p.host, p.port);
+        const bool local_ok = local_ && local_id_ == a.model_id;
+        s.missing.clear();
+        s.bytes_received = 0;
+        s.bytes_from_cache = 0;
+        s.kv_in.clear();
+        std::uint64_t weight_bytes = 0;
+        for (const auto& d : a.tensors) {
+            weight_bytes += d.bytes;
+            if (local_ok) continue;
+            if (!cache_) throw ConfigError("no --cache-dir and no matching local model: nowhere to keep weights");
+            if (cache_->has(d))
+                s.bytes_from_cache += d.bytes;
+            else
+                s.missing.push_back(d);
+        }
+        if (weight_bytes > s.reserved)
+            device_.reserve(weight_bytes - s.reserved);  // MemoryLimitError when over the budget
+        else
+            device_.unreserve(s.reserved - weight_bytes);
+        s.reserved = weight_bytes;
+        s.next = a;
+        wire::NeedTensors need;
+        std::set<std::uint64_t> asked;
+        for (const auto& d : s.missing)
+            if (asked.insert(d.hash).second) need.hashes.push_back(d.hash);
+        log("reassigned to blocks " + std::to_string(s.next->block_begin) + ":" + std::to_string(s.next->block_end) +
+            "; " + std::to_string(need.hashes.size()) + " tensors to receive");
+        co_await tcp_.send_control(0, wire::FrameType::NeedTensors, need);
+        if (s.missing.empty()) co_await rebuild();
+    }
+
+    // The new blocks' weights are here: switch the segment and the routing on
+    // the compute thread, between two steps of the device loop.
+    asio::awaitable<void> rebuild() {
+        auto keep = session_;
+        auto& s = *keep;
+        auto a = std::move(*s.next);
+        s.next.reset();
+        const BlockRange blocks{a.block_begin, a.block_end};
+        auto model = load_model(a, blocks);
+        const auto plan = plan_of(a);
+        auto switch_blocks = [&]() -> asio::awaitable<void> {
+            s.segment->set_blocks(blocks, model);
+            s.routing->set_plan(plan);
+            co_return;
+        };
+        co_await asio::co_spawn(compute_, switch_blocks, asio::use_awaitable);
+        s.model = std::move(model);
+        s.assign = std::move(a);
+        wire::Ready r;
+        r.weight_bytes = s.segment->weight_bytes();
+        r.bytes_received = s.bytes_received;
+        r.bytes_from_cache = s.bytes_from_cache;
+        totals_.weight_bytes_received += s.bytes_received;
+        log("now serving blocks " + to_string(blocks) + " (" + std::to_string(s.bytes_received) + " weight bytes received)");
+        co_await tcp_.send_control(0, wire::FrameType::Ready, r);
+    }
+
+    asio::awaitable<void> on_migrate(const wire::Migrate& mg, const std::string& who) {
+        if (!session_ || !session_->started || session_->next) throw ProtocolError(who, "Migrate outside a running session");
+        auto keep = session_;
+        auto& s = *keep;
+        const auto kv_dim = s.model->config().kv_dim();
+        if (mg.op == static_cast<std::uint8_t>(wire::MigrateOp::Export)) {
+            // Copy the caches out on the compute thread, then send them.
+            std::vector<wire::KvChunk> out;
+            std::string bad;
+            auto export_caches = [&]() -> asio::awaitable<void> {
+                const auto [first, end] = s.segment->kv_layers();
+                for (const auto layer : mg.layers) {
+                    if (layer < first || layer >= end) {
+                        bad = "export of layer " + std::to_string(layer) + ", which this device does not hold";
+                        break;
+                    }
+                    for (const auto seq : s.segment->sequences())
+                        out.push_back(kv_to_chunk(seq, layer, kv_dim, s.segment->export_kv(seq, layer)));
+                }
+                co_return;
+            };
+            co_await asio::co_spawn(compute_, export_caches, asio::use_awaitable);
+            if (!bad.empty()) throw ProtocolError(who, bad);
+            for (const auto& c : out) co_await tcp_.send_control(0, wire::FrameType::KvChunk, c);
+            wire::Migrate done;
+            done.op = static_cast<std::uint8_t>(wire::MigrateOp::Exported);
+            done.layers = mg.layers;
+            co_await tcp_.send_control(0, wire::FrameType::Migrate, done);
+            co_return;
+        }
+        if (mg.op == static_cast<std::uint8_t>(wire::MigrateOp::Commit)) {
+            std::vector<std::pair<wire::KvChunk, LayerKv>> in;
+            const auto ctx = s.model->config().context_length;
+            for (auto& c : s.kv_in) {
+                auto kv = kv_from_chunk(c, kv_dim, ctx, who);
+                in.emplace_back(std::move(c), std::move(kv));
+            }
+            s.kv_in.clear();
+            std::string bad;
+            auto import_caches = [&]() -> asio::awaitable<void> {
+                const auto [first, end] = s.segment->kv_layers();
+                for (const auto& [c, kv] : in) {
+                    if (c.layer < first || c.layer >= end) {
+                        bad = "KV of layer " + std::to_string(c.layer) + ", which this device does not hold";
+                        break;
+                    }
+                    s.segment->import_kv(c.seq, c.layer, kv);
+                }
+                co_return;
+            };
+            co_await asio::co_spawn(compute_, import_caches, asio::use_awaitable);
+            if (!bad.empty()) throw ProtocolError(who, bad);
+            wire::Ready r;
+            r.weight_bytes = s.segment->weight_bytes();
+            co_await tcp_.send_control(0, wire::FrameType::Ready, r);
+            co_return;
+        }
+        throw ProtocolError(who, "unknown Migrate op " + std::to_string(mg.op));
+    }
+
+    void on_kv_chunk(wire::KvChunk c, const std::string& who) {
+        if (!session_ || !session_->started) throw ProtocolError(who, "KV chunk outside a running session");
+        // Bounded: at most one chunk per layer and sequence in flight.
+        const auto& cfg = session_->model->config();
+        if (session_->kv_in.size() >= static_cast<std::size_t>(cfg.n_layers) * 4096)
+            throw ProtocolError(who, "too many KV chunks");
+        session_->kv_in.push_back(std::move(c));
     }
 
     // All weights are here: build the model slice and the device loop.
@@ -308,32 +466,12 @@ private:
         const auto& as = s.assign;
         const bool local_ok = local_ && local_id_ == as.model_id;
         const BlockRange blocks{as.block_begin, as.block_end};
-        if (local_ok) {
-            s.model = Model::from_file(GgufFile(*local_), blocks);
-        } else {
-            std::vector<std::byte> meta(as.metadata.size());
-            std::memcpy(meta.data(), as.metadata.data(), meta.size());
-            auto file = GgufFile::from_owned(std::move(meta), "assignment from the coordinator");
-            for (const auto& d : as.tensors) {
-                auto mapped = cache_->open(d.hash);
-                GgufTensorInfo t;
-                t.name = d.name;
-                t.shape = d.shape;
-                t.type = static_cast<GgmlType>(d.type);
-                t.data = mapped->bytes();
-                file.add_tensor(std::move(t), mapped);
-            }
-            s.model = Model::from_file(std::move(file), blocks);
-        }
+        s.model = load_model(as, blocks);
         const auto& c = s.model->config();
         s.segment = std::make_unique<ModelSegment>(s.model, blocks);
         s.scheduler = std::make_unique<FifoScheduler>(std::max<std::uint32_t>(1, as.max_in_flight),
                                                       std::max<std::uint32_t>(1, as.max_batch));
-        Plan plan;
-        for (const auto& p : as.peers) plan.stages.push_back({p.device_id, {p.block_begin, p.block_end}});
-        std::sort(plan.stages.begin(), plan.stages.end(),
-                  [](const Stage& x, const Stage& y) { return x.blocks.begin < y.blocks.begin; });
-        s.routing = std::make_unique<Routing>(plan, 0, c.n_blocks());
+        s.routing = std::make_unique<Routing>(plan_of(as), 0, c.n_blocks());
         s.transport = std::make_unique<SessionTransport>(tcp_, compute_.get_executor());
         device_.restart_clock();  // scheduled slowdowns count from the assignment
         s.loop = std::make_unique<DeviceLoop<ModelSegment, EmulatedDevice, SessionTransport, FifoScheduler>>(
@@ -347,6 +485,32 @@ private:
         log("ready: " + std::to_string(r.weight_bytes) + " weight bytes (" + std::to_string(r.bytes_received) +
             " received, " + std::to_string(r.bytes_from_cache) + " from cache or file)");
         co_await tcp_.send_control(0, wire::FrameType::Ready, r);
+    }
+
+    std::shared_ptr<const Model> load_model(const wire::Assign& as, BlockRange blocks) const {
+        if (local_ && local_id_ == as.model_id) return Model::from_file(GgufFile(*local_), blocks);
+        std::vector<std::byte> meta(as.metadata.size());
+        std::memcpy(meta.data(), as.metadata.data(), meta.size());
+        auto file = GgufFile::from_owned(std::move(meta), "assignment from the coordinator");
+        for (const auto& d : as.tensors) {
+            auto mapped = cache_->open(d.hash);
+            GgufTensorInfo t;
+            t.name = d.name;
+            t.shape = d.shape;
+            t.type = static_cast<GgmlType>(d.type);
+            t.data = mapped->bytes();
+            file.add_tensor(std::move(t), mapped);
+        }
+        return Model::from_file(std::move(file), blocks);
+    }
+
+    // The plan an assignment describes: every device's blocks, in block order.
+    static Plan plan_of(const wire::Assign& as) {
+        Plan plan;
+        for (const auto& p : as.peers) plan.stages.push_back({p.device_id, {p.block_begin, p.block_end}});
+        std::sort(plan.stages.begin(), plan.stages.end(),
+                  [](const Stage& x, const Stage& y) { return x.blocks.begin < y.blocks.begin; });
+        return plan;
     }
 
     void on_start() {
@@ -417,6 +581,8 @@ private:
     std::atomic<int> running_loops_{0};
     std::atomic<bool> stopped_{false};
     std::function<void()> stop_guard_;
+    ProfileService profiles_{tcp_, device_, compute_.get_executor(), cache_, local_, local_id_,
+                             [this](const std::string& s) { log(s); }};
 };
 
 }  // namespace tandem

@@ -6,7 +6,9 @@
 // a frame must finish it at a minimum rate: slow-loris peers are cut off).
 // Writes go through a queue drained by one writer coroutine, so any coroutine
 // on any thread may send. The connection's coroutines run on its executor
-// (the network thread); a failure closes only this connection.
+// (the network thread); a failure closes only this connection. With a
+// LinkOptions::shape, the writer holds each frame until the emulated link
+// would deliver it (link_shaper.hpp), stamped with when it was queued.
 #pragma once
 
 #include <algorithm>
@@ -40,6 +42,7 @@
 #endif
 
 #include "tandem/core/error.hpp"
+#include "tandem/transport/link_shaper.hpp"
 #include "tandem/transport/wire.hpp"
 
 namespace tandem {
@@ -52,6 +55,7 @@ struct LinkOptions {
     std::chrono::milliseconds handshake_timeout{5000};  // TCP connect + TLS handshake
     double min_rate_bytes_per_s = 64 * 1024;            // a started frame must arrive this fast
     std::chrono::milliseconds frame_grace{2000};        // plus this much
+    LinkShape shape{};  // emulated bandwidth and delay of this side's outgoing frames (link_shaper.hpp)
 };
 
 struct Frame {
@@ -196,7 +200,8 @@ public:
         std::memcpy(frame.data(), hdr.data(), hdr.size());
         if (!payload.empty()) std::memcpy(frame.data() + hdr.size(), payload.data(), payload.size());
         try {
-            co_await out_.async_send(asio::error_code{}, std::move(frame), asio::use_awaitable);
+            Outgoing item{std::move(frame), clock::now()};
+            co_await out_.async_send(asio::error_code{}, std::move(item), asio::use_awaitable);
         } catch (const std::exception&) {
             throw PeerLostError(peer_, "connection closed" + reason_suffix());
         }
@@ -220,6 +225,7 @@ public:
             self->out_.close();
             self->watchdog_.cancel();
             self->flush_timer_.cancel();
+            self->shape_timer_.cancel();
         });
     }
 
@@ -243,7 +249,8 @@ public:
             if (!ec) self->close(reason);
         }, asio::detached);
         asio::error_code ec;
-        co_await out_.async_send(asio::error_code{}, std::vector<std::byte>{}, asio::redirect_error(asio::use_awaitable, ec));
+        Outgoing flush_marker{{}, clock::now()};
+        co_await out_.async_send(asio::error_code{}, std::move(flush_marker), asio::redirect_error(asio::use_awaitable, ec));
         if (ec) close(reason);
     }
 
@@ -290,12 +297,17 @@ private:
     };
 
     static constexpr std::uint64_t kReadChunk = 64 * 1024;  // bytes read (and allocated) at a time
-    using OutChannel = asio::experimental::concurrent_channel<void(asio::error_code, std::vector<std::byte>)>;
+    struct Outgoing {
+        std::vector<std::byte> bytes;  // a whole frame; empty: close_after_flush's marker
+        clock::time_point queued;      // when write_frame queued it (the shaper's clock)
+    };
+    using OutChannel = asio::experimental::concurrent_channel<void(asio::error_code, Outgoing)>;
 
     template <typename S>
     Connection(S&& s, std::string peer, LinkOptions opt)
         : executor_(s.get_executor()), stream_(std::forward<S>(s)), peer_(std::move(peer)), opt_(opt),
-          out_(executor_, 64), watchdog_(executor_), flush_timer_(executor_) {}
+          out_(executor_, 64), watchdog_(executor_), flush_timer_(executor_), shape_timer_(executor_),
+          shaper_(opt_.shape) {}
 
     static Tcp& lowest(Tcp& s) { return s; }
 #if defined(TANDEM_HAS_TLS)
@@ -337,8 +349,9 @@ private:
     static asio::awaitable<void> writer(std::shared_ptr<Connection> self) {
         for (;;) {
             asio::error_code ec;
-            auto frame = co_await self->out_.async_receive(asio::redirect_error(asio::use_awaitable, ec));
+            auto item = co_await self->out_.async_receive(asio::redirect_error(asio::use_awaitable, ec));
             if (ec) co_return;
+            auto& frame = item.bytes;
             if (frame.empty()) {  // close_after_flush: everything before it is written
                 std::string why;
                 {
@@ -347,6 +360,13 @@ private:
                 }
                 self->close(why);
                 co_return;
+            }
+            if (self->shaper_.active()) {
+                // Held until the emulated link delivers it; later frames were
+                // queued meanwhile and carry their own stamps, so delays overlap.
+                self->shape_timer_.expires_at(self->shaper_.arrival(frame.size(), item.queued));
+                co_await self->shape_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+                if (ec || self->closed_.load()) co_return;
             }
             if (auto* tcp = std::get_if<Tcp>(&self->stream_)) {
                 co_await asio::async_write(*tcp, asio::buffer(frame), asio::redirect_error(asio::use_awaitable, ec));
@@ -388,6 +408,8 @@ private:
     OutChannel out_;
     asio::steady_timer watchdog_;
     asio::steady_timer flush_timer_;  // close_after_flush's deadline
+    asio::steady_timer shape_timer_;  // the writer's wait for the emulated link
+    LinkShaper shaper_;               // used by the writer coroutine only
     std::atomic<clock::time_point> deadline_{clock::time_point::max()};
     std::atomic<bool> closed_{false};
     mutable std::mutex reason_mutex_;

@@ -22,7 +22,9 @@
 
 namespace tandem::wire {
 
-enum class Role : std::uint8_t { Coordinator = 1, Worker = 2, Peer = 3 };
+// Prober: a worker (or coordinator) measuring a link; it may only send Echo
+// frames (placement, docs/protocol.md section 4).
+enum class Role : std::uint8_t { Coordinator = 1, Worker = 2, Peer = 3, Prober = 4 };
 
 struct Hello {
     std::uint16_t version = kProtocolVersion;
@@ -168,6 +170,37 @@ struct Stats {
     }
 };
 
+/// Live migration (coordinator -> worker), see docs/protocol.md section 6.
+/// Export: send the KV caches of `layers` for every sequence as KvChunk
+/// frames, then a Migrate{Exported} marker. Commit: every KvChunk of the new
+/// layers has been sent; answer Ready once they are imported.
+enum class MigrateOp : std::uint8_t { Export = 1, Exported = 2, Commit = 3 };
+struct Migrate {
+    std::uint8_t op = 0;
+    std::vector<std::int64_t> layers;
+    template <class A>
+    void serialize(A& ar) {
+        ar(op);
+        vec(ar, layers);
+    }
+};
+
+/// The KV cache of one layer of one sequence: K and V, each (n_positions,
+/// kv_dim) little-endian f32.
+struct KvChunk {
+    std::uint64_t seq = 0;
+    std::int64_t layer = 0;
+    std::int64_t n_positions = 0;
+    std::int64_t kv_dim = 0;
+    std::vector<std::uint8_t> k, v;
+    template <class A>
+    void serialize(A& ar) {
+        ar(seq, layer, n_positions, kv_dim);
+        vec(ar, k);
+        vec(ar, v);
+    }
+};
+
 struct ErrorMsg {
     std::string reason;
     template <class A>
@@ -211,6 +244,110 @@ struct DataMsg {
         list(ar, tensors, 8 + 8 + 1 + 8);
         str(ar, text);
         ar(lost_device);
+    }
+};
+
+// ---- live profiling (placement) ----
+//
+// Bounds a receiver enforces (docs/protocol.md, section 4, "Profiles and
+// link probes"): a worker refuses a ProfileRequest or ProbeRequest outside
+// them with an Error frame; an echo target refuses an Echo asking for more
+// than kMaxEchoBytes and closes the probe link.
+
+inline constexpr std::uint32_t kMaxProfileReps = 64;
+inline constexpr std::int64_t kMaxProfileTokens = 4096;      // prefill step; decode position
+inline constexpr std::int64_t kMaxProfileLayers = 64;
+inline constexpr double kMaxProfileRunSeconds = 1.0;         // one timed run
+inline constexpr std::uint32_t kMaxProbeRounds = 64;
+inline constexpr std::uint32_t kMaxEchoBytes = 16u << 20;    // 16 MiB, one echo's padding either way
+inline constexpr std::size_t kMaxProbeHost = 255;            // a DNS name's length
+inline constexpr std::size_t kProfileKinds = 4;              // embedding, attention, ffn, head
+
+/// Coordinator -> worker. measure = false: answer with your identity only
+/// (a cache lookup at the coordinator); true: time the blocks whose tensors
+/// are listed (the embedding, attention and FFN of a few layers, the head),
+/// after asking for the ones you lack with NeedTensors.
+struct ProfileRequest {
+    bool measure = false;
+    std::uint64_t model_id = 0;
+    std::vector<std::uint8_t> metadata;  // a tensor-less GGUF image, as in Assign
+    std::vector<TensorDesc> tensors;     // the sampled blocks' tensors
+    std::uint32_t reps = 7;              // runs per measurement (median kept)
+    std::int64_t prefill_tokens = 64;    // tokens of the timed prefill step
+    std::int64_t decode_position = 64;   // position a decode step is timed at
+    std::int64_t max_layers = 4;         // layers sampled, spread over the model
+    double min_run_seconds = 2e-3;       // a run repeats its block until this long
+    template <class A>
+    void serialize(A& ar) {
+        boolean(ar, measure);
+        ar(model_id);
+        vec(ar, metadata);
+        list(ar, tensors, 8 + 4 + 8 + 8 + 8);
+        ar(reps, prefill_tokens, decode_position, max_layers, min_run_seconds);
+    }
+};
+
+/// Worker -> coordinator: who it is, and (when measured) seconds per token
+/// per block of each kind (embedding, attention, ffn, head).
+struct Profile {
+    std::string name;
+    std::string fingerprint;          // hex digest of host, CPU, threads, memory, emulation
+    std::uint32_t threads = 0;
+    std::uint64_t memory_bytes = 0;   // its budget, or its RAM when it has none
+    bool measured = false;
+    std::vector<double> decode_s;     // kProfileKinds values when measured, else empty
+    std::vector<double> prefill_s;
+    double seconds = 0;               // wall time the measurement took
+    std::uint64_t bytes_received = 0; // tensor bytes it had to receive for it
+    template <class A>
+    void serialize(A& ar) {
+        str(ar, name);
+        str(ar, fingerprint);
+        ar(threads, memory_bytes);
+        boolean(ar, measured);
+        vec(ar, decode_s);
+        vec(ar, prefill_s);
+        ar(seconds, bytes_received);
+    }
+};
+
+/// Coordinator -> worker: open a probe link to host:port and measure it.
+struct ProbeRequest {
+    std::string host;
+    std::uint16_t port = 0;
+    std::uint32_t rounds = 5;         // echoes per measurement (median kept)
+    std::uint32_t max_bytes = 1u << 20;  // the large echoes' size at most
+    double target_seconds = 0.05;     // a large echo should last about this long
+    template <class A>
+    void serialize(A& ar) {
+        str(ar, host);
+        ar(port, rounds, max_bytes, target_seconds);
+    }
+};
+
+/// Worker -> coordinator (and what probe_link() returns): the round trip of
+/// a small echo, and the bandwidth each way measured with large ones.
+struct ProbeResult {
+    double rtt_s = 0;
+    double out_bytes_per_s = 0;       // prober -> target
+    double in_bytes_per_s = 0;        // target -> prober
+    std::uint32_t probe_bytes = 0;    // size of the large echoes
+    template <class A>
+    void serialize(A& ar) {
+        ar(rtt_s, out_bytes_per_s, in_bytes_per_s, probe_bytes);
+    }
+};
+
+/// Echo (prober -> target) and EchoReply (target -> prober, reply_bytes 0,
+/// padding of the size asked for, the same nonce).
+struct Echo {
+    std::uint64_t nonce = 0;
+    std::uint32_t reply_bytes = 0;
+    std::vector<std::uint8_t> padding;
+    template <class A>
+    void serialize(A& ar) {
+        ar(nonce, reply_bytes);
+        vec(ar, padding);
     }
 };
 

@@ -56,7 +56,14 @@ enum class FrameType : std::uint16_t {
     Error = 14,       // a refusal or failure, with a reason
     Bye = 15,         // orderly close
     Migrate = 16,     // coordinator -> worker: new blocks; send/receive KV caches
-    KvChunk = 17,     // worker -> worker: KV cache of one layer of one sequence
+    KvChunk = 17,     // worker <-> coordinator: KV cache of one layer of one sequence (migration)
+    // Placement (32-37): live profiles of devices and links (docs/protocol.md).
+    ProfileRequest = 32,  // coordinator -> worker: describe yourself, or time these blocks
+    Profile = 33,         // worker -> coordinator: identity, and block times when asked
+    ProbeRequest = 34,    // coordinator -> worker: measure your link to that worker
+    ProbeResult = 35,     // worker -> coordinator: the link's round trip and bandwidths
+    Echo = 36,            // prober -> target, on a probe link only: answer with N bytes
+    EchoReply = 37,       // target -> prober
 };
 
 inline const char* frame_type_name(FrameType t) noexcept {
@@ -78,6 +85,12 @@ inline const char* frame_type_name(FrameType t) noexcept {
         case FrameType::Bye: return "Bye";
         case FrameType::Migrate: return "Migrate";
         case FrameType::KvChunk: return "KvChunk";
+        case FrameType::ProfileRequest: return "ProfileRequest";
+        case FrameType::Profile: return "Profile";
+        case FrameType::ProbeRequest: return "ProbeRequest";
+        case FrameType::ProbeResult: return "ProbeResult";
+        case FrameType::Echo: return "Echo";
+        case FrameType::EchoReply: return "EchoReply";
     }
     return nullptr;
 }

@@ -1,0 +1,277 @@
+// Runtime load balancing: a monitor of measured step times and a trigger
+// that re-plans when the measured bottleneck drifts from the plan.
+//
+// Monitor: each device's compute time per pipeline step, from the busy
+// seconds and step counts its device loop reports, smoothed with an EWMA.
+// From it and the weight bytes of the blocks the device holds, the device's
+// measured speed (bytes of weights processed per second: decode is bound by
+// reading weights). A speed is a property of the device, not of its blocks,
+// so it stays valid when blocks move.
+//
+// Re-plan: the contiguous split of the blocks over the devices, in ring
+// order, that minimises the bottleneck stage time under the measured speeds
+// and each device's memory budget; an exact dynamic programme over (device,
+// first block), O(D * B^2).
+//
+// Trigger, with hysteresis: a move is proposed only when the best plan's
+// predicted bottleneck beats the current plan's by more than `threshold`
+// in `patience` consecutive windows, and only when the time it saves over the
+// tokens still to generate exceeds the cost of migrating; after a move, the
+// trigger waits `cooldown` windows. A device whose speed is merely noisy
+// keeps the EWMA near its mean and so does not move blocks back and forth.
+#pragma once
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tandem/runtime/plan.hpp"
+
+namespace tandem {
+
+struct BalancerOptions {
+    double alpha = 0.3;           // EWMA weight of the newest window
+    double threshold = 0.2;       // relative bottleneck gain needed to propose a move
+    int patience = 3;             // consecutive windows over the threshold
+    int cooldown = 5;             // windows to wait after a move
+    double migration_seconds = 0.05;  // estimated pause of one move (updated from measured moves)
+};
+
+/// One device's cumulative counters, as its device loop reports them.
+struct DeviceSample {
+    double busy_seconds = 0;
+    std::uint64_t steps = 0;
+};
+
+class Monitor {
+public:
+    explicit Monitor(double alpha = 0.3) : alpha_(alpha) {}
+
+    /// Feeds cumulative counters; the difference to the previous sample of
+    /// the same device is one window. Returns false when the window had no step.
+    bool add(DeviceId d, DeviceSample s) {
+        auto& st = dev_[d];
+        const bool have_prev = st.have_prev;
+        const auto prev = st.prev;
+        st.prev = s;
+        st.have_prev = true;
+        if (!have_prev || s.steps <= prev.steps || s.busy_seconds < prev.busy_seconds) return false;
+        const double t = (s.busy_seconds - prev.busy_seconds) / static_cast<double>(s.steps - prev.steps);
+        st.step_seconds = st.have_ewma ? alpha_ * t + (1 - alpha_) * st.step_seconds : t;
+        st.have_ewma = true;
+        st.recent.push_back(t);
+        if (st.recent.size() > kRecent) st.recent.erase(st.recent.begin());
+        st.fresh = true;
+        return true;
+    }
+    /// Marks every device's last window as seen (a window without a step
+    /// leaves a device not fresh).
+    void start_window() {
+        for (auto& [d, st] : dev_) st.fresh = false;
+    }
+    /// The mean of the device's last `n` windows, if it has that many and
+    /// the newest is from this window.
+    std::optional<double> recent_mean(DeviceId d, std::size_t n) const {
+        const auto it = dev_.find(d);
+        if (it == dev_.end() || !it->second.fresh || it->second.recent.size() < n || n == 0) return std::nullopt;
+        double sum = 0;
+        for (std::size_t i = it->second.recent.size() - n; i < it->second.recent.size(); ++i) sum += it->second.recent[i];
+        return sum / static_cast<double>(n);
+    }
+    /// After blocks moved, step times change: keep the speeds, restart the step times.
+    void blocks_changed(DeviceId d, double new_step_seconds) {
+        auto& st = dev_[d];
+        st.step_seconds = new_step_seconds;
+        st.recent.clear();
+    }
+    std::optional<double> step_seconds(DeviceId d) const {
+        const auto it = dev_.find(d);
+        if (it == dev_.end() || !it->second.have_ewma) return std::nullopt;
+        return it->second.step_seconds;
+    }
+
+private:
+    struct Dev {
+        DeviceSample prev{};
+        bool have_prev = false;
+        bool have_ewma = false;
+        double step_seconds = 0;
+        std::vector<double> recent;  // the newest windows' raw step times
+        bool fresh = false;
+    };
+    static constexpr std::size_t kRecent = 16;
+    double alpha_;
+    std::map<DeviceId, Dev> dev_;
+};
+
+/// The best contiguous split, in the order of `devices`, of blocks with
+/// costs `block_cost` (e.g. weight bytes) over devices of `speed` (cost per
+/// second) and `budget` (cost units of memory, or +inf). A device may get no
+/// blocks (it is left out). Returns the plan and its bottleneck time, or
+/// nullopt when the blocks do not fit.
+struct SplitResult {
+    Plan plan;
+    double bottleneck = 0;
+};
+inline std::optional<SplitResult> best_split(const std::vector<double>& block_cost, const std::vector<double>& block_memory,
+                                             const std::vector<DeviceId>& devices, const std::vector<double>& speed,
+                                             const std::vector<double>& budget) {
+    const std::size_t B = block_cost.size(), D = devices.size();
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    std::vector<double> pc(B + 1, 0), pm(B + 1, 0);  // prefix sums
+    for (std::size_t b = 0; b < B; ++b) {
+        pc[b + 1] = pc[b] + block_cost[b];
+        pm[b + 1] = pm[b] + block_memory[b];
+    }
+    // f[d][b]: best bottleneck placing blocks [b, B) on devices [d, D).
+    std::vector<std::vector<double>> f(D + 1, std::vector<double>(B + 1, inf));
+    std::vector<std::vector<std::size_t>> cut(D + 1, std::vector<std::size_t>(B + 1, 0));
+    f[D][B] = 0;
+    for (std::size_t d = D; d-- > 0;) {
+        for (std::size_t b = 0; b <= B; ++b) {
+            for (std::size_t e = b; e <= B; ++e) {  // device d takes [b, e)
+                if (pm[e] - pm[b] > budget[d]) break;
+                const double t = e > b ? (pc[e] - pc[b]) / speed[d] : 0;
+                const double v = std::max(t, f[d + 1][e]);
+                if (v < f[d][b]) {
+                    f[d][b] = v;
+                    cut[d][b] = e;
+                }
+            }
+        }
+    }
+    if (f[0][0] == inf) return std::nullopt;
+    SplitResult r;
+    r.bottleneck = f[0][0];
+    std::size_t b = 0;
+    for (std::size_t d = 0; d < D; ++d) {
+        const auto e = cut[d][b];
+        if (e > b) r.plan.stages.push_back({devices[d], {static_cast<std::int64_t>(b), static_cast<std::int64_t>(e)}});
+        b = e;
+    }
+    return r;
+}
+
+/// Decides, window by window, whether to move blocks.
+class Balancer {
+public:
+    struct Decision {
+        Plan next;
+        double current_bottleneck = 0;  // predicted from measured speeds, seconds per step
+        double new_bottleneck = 0;
+        std::string why;
+    };
+
+    Balancer(BalancerOptions opt, std::vector<double> block_cost, std::vector<double> block_memory)
+        : opt_(opt), monitor_(opt.alpha), cost_(std::move(block_cost)), memory_(std::move(block_memory)) {}
+
+    Monitor& monitor() noexcept { return monitor_; }
+    int moves() const noexcept { return moves_; }
+    std::size_t windows() const noexcept { return windows_; }
+
+    /// One window: `plan` is the current plan, `samples` each device's
+    /// cumulative counters, `budget` each device's memory budget (in the
+    /// units of block_memory), `tokens_left` the tokens still to generate
+    /// over all requests, `steps_per_token` pipeline steps per token (1 for
+    /// decode). Returns a move to make now, if any.
+    std::optional<Decision> window(const Plan& plan, const std::map<DeviceId, DeviceSample>& samples,
+                                   const std::map<DeviceId, double>& budget, double tokens_left) {
+        ++windows_;
+        monitor_.start_window();
+        for (const auto& [d, s] : samples) monitor_.add(d, s);
+        if (cooldown_ > 0) {
+            --cooldown_;
+            streak_ = 0;
+            return std::nullopt;
+        }
+        // The drift must show both in the smoothed times (not a single odd
+        // window) and in this window's own times (not the tail of a blip the
+        // EWMA still remembers), `patience` windows in a row.
+        const auto smoothed = evaluate(plan, budget, [&](DeviceId d) { return monitor_.step_seconds(d); });
+        const auto latest = evaluate(plan, budget, [&](DeviceId d) { return monitor_.recent_mean(d, 1); });
+        if (!smoothed || !latest || smoothed->gain <= opt_.threshold || latest->gain <= opt_.threshold) {
+            streak_ = 0;
+            return std::nullopt;
+        }
+        if (++streak_ < opt_.patience) return std::nullopt;
+        streak_ = 0;
+        // Plan with the mean of the streak's windows: no lag from before it.
+        const auto n = static_cast<std::size_t>(std::max(1, opt_.patience));
+        const auto e = evaluate(plan, budget, [&](DeviceId d) { return monitor_.recent_mean(d, n); });
+        if (!e || e->gain <= opt_.threshold) return std::nullopt;
+        // Worth it only if the steps still to run save more than the move costs.
+        if ((e->current - e->best.bottleneck) * tokens_left <= opt_.migration_seconds) return std::nullopt;
+        cooldown_ = opt_.cooldown;
+        ++moves_;
+        // Predicted step times under the new plan, so the monitor's next
+        // windows compare against the right baseline.
+        for (std::size_t i = 0; i < e->devices.size(); ++i) {
+            double c = 0;
+            if (const auto* st = e->best.plan.stage_of_device(e->devices[i]))
+                for (auto b = st->blocks.begin; b < st->blocks.end; ++b) c += cost_[static_cast<std::size_t>(b)];
+            monitor_.blocks_changed(e->devices[i], c / e->speed[i]);
+        }
+        Decision d;
+        d.next = e->best.plan;
+        d.current_bottleneck = e->current;
+        d.new_bottleneck = e->best.bottleneck;
+        d.why = "bottleneck " + fmt_ms(e->current) + " ms/step, " + fmt_ms(e->best.bottleneck) + " predicted after the move";
+        return d;
+    }
+
+    void set_migration_seconds(double s) noexcept { opt_.migration_seconds = s; }
+
+private:
+    struct Evaluation {
+        std::vector<DeviceId> devices;
+        std::vector<double> speed;  // cost units per second
+        double current = 0;         // the current plan's bottleneck, seconds per step
+        SplitResult best;
+        double gain = 0;            // (current - best) / current
+    };
+
+    static std::string fmt_ms(double s) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.2f", s * 1e3);
+        return buf;
+    }
+
+    // Speeds from the step times `time_of` gives, and the best split under them.
+    template <typename TimeOf>
+    std::optional<Evaluation> evaluate(const Plan& plan, const std::map<DeviceId, double>& budget, TimeOf time_of) const {
+        Evaluation e;
+        std::vector<double> mem;
+        for (const auto& st : plan.stages) {
+            const auto t = time_of(st.device);
+            if (!t || *t <= 0) return std::nullopt;  // not measured (in this window)
+            double c = 0;
+            for (auto b = st.blocks.begin; b < st.blocks.end; ++b) c += cost_[static_cast<std::size_t>(b)];
+            if (c <= 0) return std::nullopt;
+            e.devices.push_back(st.device);
+            e.speed.push_back(c / *t);
+            const auto bi = budget.find(st.device);
+            mem.push_back(bi == budget.end() ? std::numeric_limits<double>::infinity() : bi->second);
+            e.current = std::max(e.current, *t);
+        }
+        auto best = best_split(cost_, memory_, e.devices, e.speed, mem);
+        if (!best || best->plan == plan) return std::nullopt;
+        e.best = std::move(*best);
+        e.gain = e.current > 0 ? (e.current - e.best.bottleneck) / e.current : 0;
+        return e;
+    }
+
+    BalancerOptions opt_;
+    Monitor monitor_;
+    std::vector<double> cost_, memory_;
+    int streak_ = 0;
+    int cooldown_ = 0;
+    int moves_ = 0;
+    std::size_t windows_ = 0;
+};
+
+}  // namespace tandem

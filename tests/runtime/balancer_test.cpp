@@ -1,0 +1,176 @@
+// The balancer's logic: the split it computes equals a brute-force search,
+// it moves blocks off a device that became slow (once), and a device whose
+// speed is merely noisy does not make it move blocks back and forth.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+#include <tandem/runtime/balancer.hpp>
+
+using namespace tandem;
+
+namespace {
+
+// Every way to cut B blocks into D ordered, possibly empty, contiguous parts.
+double brute_force(const std::vector<double>& cost, const std::vector<double>& mem, const std::vector<double>& speed,
+                   const std::vector<double>& budget) {
+    const std::size_t B = cost.size(), D = speed.size();
+    double best = INFINITY;
+    std::vector<std::size_t> cuts(D + 1, 0);  // part i is [cuts[i], cuts[i + 1])
+    cuts[D] = B;
+    auto evaluate = [&] {
+        double worst = 0;
+        for (std::size_t i = 0; i < D; ++i) {
+            double c = 0, m = 0;
+            for (auto b = cuts[i]; b < cuts[i + 1]; ++b) {
+                c += cost[b];
+                m += mem[b];
+            }
+            if (m > budget[i]) return;
+            worst = std::max(worst, c / speed[i]);
+        }
+        best = std::min(best, worst);
+    };
+    auto rec = [&](auto&& self, std::size_t d) -> void {  // choose cuts[d] for d in [1, D)
+        if (d == D) return evaluate();
+        for (auto e = cuts[d - 1]; e <= B; ++e) {
+            cuts[d] = e;
+            self(self, d + 1);
+        }
+    };
+    rec(rec, 1);
+    return best;
+}
+
+struct Sim {
+    // Each device's true seconds per unit of block cost; the monitor sees
+    // busy time = cost of its blocks * that, per step.
+    std::map<DeviceId, double> per_unit;
+    std::map<DeviceId, DeviceSample> total;
+    std::map<DeviceId, DeviceSample> step(const Plan& plan, const std::vector<double>& cost, int steps,
+                                          std::mt19937& rng, double noise) {
+        std::uniform_real_distribution<double> u(1 - noise, 1 + noise);
+        for (const auto& st : plan.stages) {
+            double c = 0;
+            for (auto b = st.blocks.begin; b < st.blocks.end; ++b) c += cost[static_cast<std::size_t>(b)];
+            auto& t = total[st.device];
+            for (int i = 0; i < steps; ++i) t.busy_seconds += c * per_unit[st.device] * u(rng);
+            t.steps += static_cast<std::uint64_t>(steps);
+        }
+        return total;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("balancer: best_split equals brute force on random instances, memory limits included") {
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<double> uc(0.1, 3.0), us(0.2, 2.0);
+    for (int trial = 0; trial < 300; ++trial) {
+        const std::size_t B = 2 + rng() % 7, D = 1 + rng() % 4;
+        std::vector<double> cost(B), mem(B), speed(D), budget(D);
+        for (auto& c : cost) c = uc(rng);
+        for (auto& m : mem) m = uc(rng);
+        for (auto& s : speed) s = us(rng);
+        for (auto& b : budget) b = (rng() % 3 == 0) ? INFINITY : uc(rng) * 3;
+        std::vector<DeviceId> ids;
+        for (std::size_t i = 0; i < D; ++i) ids.push_back(static_cast<DeviceId>(i + 1));
+        const auto r = best_split(cost, mem, ids, speed, budget);
+        const double bf = brute_force(cost, mem, speed, budget);
+        INFO("trial " << trial);
+        if (std::isinf(bf)) {
+            CHECK(!r.has_value());
+            continue;
+        }
+        REQUIRE(r.has_value());
+        CHECK(r->bottleneck == doctest::Approx(bf).epsilon(1e-12));
+        // The plan covers every block once, in order, and respects memory.
+        std::int64_t next = 0;
+        for (const auto& st : r->plan.stages) {
+            CHECK(st.blocks.begin == next);
+            next = st.blocks.end;
+            double m = 0;
+            for (auto b = st.blocks.begin; b < st.blocks.end; ++b) m += mem[static_cast<std::size_t>(b)];
+            CHECK(m <= budget[st.device - 1]);
+        }
+        CHECK(next == static_cast<std::int64_t>(B));
+    }
+}
+
+TEST_CASE("balancer: a device 4x slower loses blocks, once, after `patience` windows") {
+    const std::vector<double> cost(12, 1.0), mem(12, 1.0);
+    BalancerOptions o;
+    o.patience = 3;
+    o.cooldown = 5;
+    Balancer bal(o, cost, mem);
+    Plan plan = Plan{{{1, {0, 4}}, {2, {4, 8}}, {3, {8, 12}}}};
+    Sim sim;
+    sim.per_unit = {{1, 1e-3}, {2, 1e-3}, {3, 1e-3}};
+    std::mt19937 rng(1);
+    int moved_at = -1;
+    for (int w = 0; w < 60; ++w) {
+        if (w == 10) sim.per_unit[2] = 4e-3;  // device 2 becomes 4x slower
+        const auto samples = sim.step(plan, cost, 10, rng, 0.02);
+        if (auto d = bal.window(plan, samples, {}, 1000)) {
+            CHECK(moved_at == -1);
+            moved_at = w;
+            plan = d->next;
+            CHECK(d->new_bottleneck < d->current_bottleneck);
+        }
+    }
+    REQUIRE(moved_at >= 10 + o.patience - 1);
+    CHECK(moved_at <= 10 + o.patience + 1);
+    const auto* st2 = plan.stage_of_device(2);
+    const std::int64_t held = st2 ? st2->blocks.size() : 0;
+    CHECK(held < 4);
+    CHECK(bal.moves() == 1);
+}
+
+TEST_CASE("balancer: a noisy device does not make blocks flap; a short blip moves nothing") {
+    const std::vector<double> cost(12, 1.0), mem(12, 1.0);
+    Balancer bal(BalancerOptions{}, cost, mem);
+    const Plan start = Plan{{{1, {0, 4}}, {2, {4, 8}}, {3, {8, 12}}}};
+    Plan plan = start;
+    Sim sim;
+    sim.per_unit = {{1, 1e-3}, {2, 1e-3}, {3, 1e-3}};
+    std::mt19937 rng(3);
+    for (int w = 0; w < 300; ++w) {
+        // Device 2 noisy: each step anywhere from 0.4x to 1.6x its speed; and a
+        // two-window 3x blip on device 3.
+        sim.per_unit[3] = (w == 100 || w == 101) ? 3e-3 : 1e-3;
+        sim.step(plan, cost, 10, rng, 0.0);
+        std::uniform_real_distribution<double> noisy(0.4, 1.6);
+        auto& t2 = sim.total[2];
+        const auto* s2 = plan.stage_of_device(2);
+        if (s2) {
+            // Replace device 2's last 10 steps with noisy ones.
+            const double c = static_cast<double>(s2->blocks.size());
+            t2.busy_seconds -= 10 * c * 1e-3;
+            for (int i = 0; i < 10; ++i) t2.busy_seconds += c * 1e-3 * noisy(rng);
+        }
+        if (auto d = bal.window(plan, sim.total, {}, 1e6)) plan = d->next;
+    }
+    MESSAGE("moves over 300 noisy windows: " << bal.moves());
+    CHECK(bal.moves() == 0);
+    CHECK(plan.describe() == start.describe());
+}
+
+TEST_CASE("balancer: no move when the tokens left cannot repay the migration") {
+    const std::vector<double> cost(6, 1.0), mem(6, 1.0);
+    BalancerOptions o;
+    o.migration_seconds = 10.0;  // a very expensive move
+    Balancer bal(o, cost, mem);
+    const Plan plan = Plan{{{1, {0, 3}}, {2, {3, 6}}}};
+    Sim sim;
+    sim.per_unit = {{1, 1e-3}, {2, 8e-3}};
+    std::mt19937 rng(5);
+    for (int w = 0; w < 20; ++w) CHECK(!bal.window(plan, sim.step(plan, cost, 5, rng, 0.0), {}, 100).has_value());
+    // With many tokens left, the same drift is worth it.
+    Balancer bal2(BalancerOptions{}, cost, mem);
+    Sim sim2;
+    sim2.per_unit = sim.per_unit;
+    bool moved = false;
+    for (int w = 0; w < 20 && !moved; ++w) moved = bal2.window(plan, sim2.step(plan, cost, 5, rng, 0.0), {}, 1e6).has_value();
+    CHECK(moved);
+}
