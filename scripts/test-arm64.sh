@@ -2,7 +2,7 @@
 # The arm64 stage of scripts/test-all.sh (and .ci/run):
 #  1. cross-builds for aarch64 Linux (preset arm64: g++-aarch64-linux-gnu, Debian
 #     multiarch OpenSSL and GLPK) the tests of the kernels, engine, pipeline and
-#     protocol areas (and core, gguf, tokenizer), a second kernel test built for
+#     protocol areas , a second kernel test built for
 #     ARMv8.2 dot-product CPUs, and the `tandem` CLI;
 #  2. runs those tests under qemu-aarch64 (ctest --preset arm64);
 #  3. the cross-architecture check: an aarch64 `tandem worker` under qemu and a
@@ -23,7 +23,10 @@ step "[arm64] configure (cmake --preset arm64 -> build/arm64, cross g++-aarch64-
 cmake --preset arm64
 
 step "[arm64] build the tests and the tandem CLI for aarch64 (-j${JOBS})"
-targets=(test_core test_gguf test_tokenizer test_kernels test_kernels_dotprod test_model test_runtime test_transport tandem_cli)
+# The areas the issue names (kernels, engine, pipeline, protocol) and the CLI for
+# the cross-arch check; core, gguf and tokenizer are byte-order clean by their own
+# tests on x86 and are left out here to keep CI short.
+targets=(test_kernels test_kernels_dotprod test_model test_runtime test_transport tandem_cli)
 cmake --build --preset arm64 -j "$JOBS" --target "${targets[@]}"
 file build/arm64/bin/tandem | grep -q 'ARM aarch64' || { echo "build/arm64/bin/tandem is not an aarch64 program" >&2; false; }
 
