@@ -241,18 +241,7 @@ private:
     // The next control frame from `id`, which must be of type `want` (an Error
     // frame from the worker becomes an exception carrying its reason; a lost
     // link, PeerLostError).
-    asio::awaitable<Frame> expect(DeviceId id, wire::FrameType want) {
-        const std::string who = "device " + std::to_string(id) + " (" + workers_[id - 1].str() + ")";
-        for (;;) {
-            auto f = co_await control_.at(id)->async_receive(asio::use_awaitable);
-            if (f.type == want) co_return f;
-            if (f.type == wire::FrameType::Bye)
-                throw PeerLostError(who, wire::decode<wire::ErrorMsg>(f.payload, who).reason);
-            if (f.type == wire::FrameType::Error)
-                throw ConfigError(who + ": " + wire::decode<wire::ErrorMsg>(f.payload, who).reason);
-            log(who + ": ignored " + wire::frame_type_name(f.type) + " while waiting for " + wire::frame_type_name(want));
-        }
-    }
+    asio::awaitable<Frame> expect(DeviceId id, wire::FrameType want) { co_return co_await expect_one_of(id, want, want); }
 
     // One control conversation with the workers at a time (a migration must
     // not take a Stats answer meant for the balancer's poll, or the reverse).
@@ -349,8 +338,8 @@ private:
         a.device_id = st.device;
         a.block_begin = st.blocks.begin;
         a.block_end = st.blocks.end;
-        a.model_id = model_identity(model_->file());
-        a.metadata = metadata_image(model_->file(), model_->config());
+        a.model_id = model_id_;
+        a.metadata = metadata_;
         a.tensors = describe_tensors(*model_, st.blocks);
         for (const auto& p : plan.stages) {
             const auto& w = workers_[p.device - 1];
@@ -399,14 +388,8 @@ private:
         }
         // New blocks for everyone in the new plan.
         for (const auto& st : next.stages) {
-            const auto a = assignment(next, st);
             const bool serving = old.stage_of_device(st.device) != nullptr;
-            co_await tcp_.send_control(st.device, wire::FrameType::Assign, a);
-            const auto need_frame = co_await expect(st.device, wire::FrameType::NeedTensors);
-            const auto need = wire::decode<wire::NeedTensors>(need_frame.payload, workers_[st.device - 1].str());
-            co_await stream_tensors(st.device, a.tensors, need.hashes);
-            const auto ready_frame = co_await expect(st.device, wire::FrameType::Ready);
-            ready_[st.device] = wire::decode<wire::Ready>(ready_frame.payload, workers_[st.device - 1].str());
+            co_await install(next, st);
             if (!serving) {
                 const wire::ErrorMsg empty;  // named: GCC 12 mishandles temporaries in co_await
                 co_await tcp_.send_control(st.device, wire::FrameType::Start, empty);
@@ -426,7 +409,8 @@ private:
                 co_await tcp_.send_control(st.device, wire::FrameType::Stop, empty);
     }
 
-    // (Two types, not an initializer_list: GCC 12 miscompiles those in coroutines.)
+    // The next control frame from `id` of type `a` or `b` (see expect). Two
+    // types, not an initializer_list: GCC 12 miscompiles those in coroutines.
     asio::awaitable<Frame> expect_one_of(DeviceId id, wire::FrameType a, wire::FrameType b) {
         const std::string who = "device " + std::to_string(id) + " (" + workers_[id - 1].str() + ")";
         for (;;) {
@@ -436,19 +420,28 @@ private:
                 throw PeerLostError(who, wire::decode<wire::ErrorMsg>(f.payload, who).reason);
             if (f.type == wire::FrameType::Error)
                 throw ConfigError(who + ": " + wire::decode<wire::ErrorMsg>(f.payload, who).reason);
-            log(who + ": ignored " + wire::frame_type_name(f.type) + " during a migration");
+            log(who + ": ignored " + wire::frame_type_name(f.type) + " while waiting for " + wire::frame_type_name(a) +
+                (a == b ? "" : std::string(" or ") + wire::frame_type_name(b)));
         }
+    }
+
+    // Assign, NeedTensors, exactly the missing tensors, Ready: a device takes
+    // its blocks of `plan` (at setup, and again when blocks move).
+    asio::awaitable<void> install(const Plan& plan, const Stage& st) {
+        const auto a = assignment(plan, st);
+        const auto& w = workers_[st.device - 1];
+        co_await tcp_.send_control(st.device, wire::FrameType::Assign, a);
+        const auto need_frame = co_await expect(st.device, wire::FrameType::NeedTensors);
+        const auto need = wire::decode<wire::NeedTensors>(need_frame.payload, w.str());
+        co_await stream_tensors(st.device, a.tensors, need.hashes);
+        const auto ready_frame = co_await expect(st.device, wire::FrameType::Ready);
+        ready_[st.device] = wire::decode<wire::Ready>(ready_frame.payload, w.str());
     }
 
     asio::awaitable<void> setup() {
         const auto plan = routing_.plan();
-        const auto model_id = model_identity(model_->file());
-        const auto meta = metadata_image(model_->file(), model_->config());
-        std::vector<wire::PeerAddr> peers;
-        for (const auto& st : plan.stages) {
-            const auto& w = workers_[st.device - 1];
-            peers.push_back({st.device, w.host, w.port, st.blocks.begin, st.blocks.end});
-        }
+        model_id_ = model_identity(model_->file());
+        metadata_ = metadata_image(model_->file(), model_->config());
         for (const auto& st : plan.stages) {
             const DeviceId id = st.device;
             const auto& w = workers_[id - 1];
@@ -458,25 +451,7 @@ private:
             tcp_.attach(id, conn);
             log("device " + std::to_string(id) + " = " + w.str() + " ('" + ack.name + "', " + std::to_string(ack.threads) +
                 " threads): blocks " + to_string(st.blocks));
-
-            wire::Assign a;
-            a.device_id = id;
-            a.block_begin = st.blocks.begin;
-            a.block_end = st.blocks.end;
-            a.model_id = model_id;
-            a.metadata = meta;
-            a.tensors = describe_tensors(*model_, st.blocks);
-            a.peers = peers;
-            a.encoding = static_cast<std::uint8_t>(opt_.encoding);
-            a.max_in_flight = static_cast<std::uint32_t>(opt_.max_in_flight);
-            a.max_batch = static_cast<std::uint32_t>(opt_.max_batch);
-            co_await tcp_.send_control(id, wire::FrameType::Assign, a);
-
-            const auto need_frame = co_await expect(id, wire::FrameType::NeedTensors);
-            const auto need = wire::decode<wire::NeedTensors>(need_frame.payload, w.str());
-            co_await stream_tensors(id, a.tensors, need.hashes);
-            const auto ready_frame = co_await expect(id, wire::FrameType::Ready);
-            ready_[id] = wire::decode<wire::Ready>(ready_frame.payload, w.str());
+            co_await install(plan, st);
         }
         const wire::ErrorMsg empty;  // named: GCC 12 mishandles temporaries in co_await
         for (const auto& st : plan.stages) co_await tcp_.send_control(st.device, wire::FrameType::Start, empty);
@@ -561,6 +536,8 @@ private:
     std::map<DeviceId, wire::HelloAck> acks_;
     std::unique_ptr<Coordinator<TcpTransport, FifoScheduler>> coordinator_;
     std::vector<double> migration_seconds_;
+    std::uint64_t model_id_ = 0;          // set by setup(), before any Assign
+    std::vector<std::uint8_t> metadata_;  // the model's metadata image, sent in every Assign
     std::unique_ptr<Balancer> balancer_;
     Plan plan_seen_by_net_;     // the plan as the network thread knows it
     bool control_busy_ = false;  // network thread only

@@ -288,17 +288,22 @@ private:
         device_.reserve(weight_bytes);  // MemoryLimitError when over the budget
         s->reserved = weight_bytes;
         session_ = std::move(s);
-        // One request per distinct content: tensors with equal bytes (e.g. norm
-        // weights that are all ones) share a cache entry and travel once.
-        wire::NeedTensors need;
-        std::set<std::uint64_t> asked;
-        for (const auto& d : session_->missing)
-            if (asked.insert(d.hash).second) need.hashes.push_back(d.hash);
+        const auto need = need_of(session_->missing);
         log("assigned blocks " + std::to_string(as.block_begin) + ":" + std::to_string(as.block_end) + " as device " +
             std::to_string(as.device_id) + "; " + std::to_string(need.hashes.size()) + " of " +
             std::to_string(as.tensors.size()) + " tensors to receive");
         co_await tcp_.send_control(0, wire::FrameType::NeedTensors, need);
         if (session_->missing.empty()) co_await build();
+    }
+
+    // One request per distinct content: tensors with equal bytes (e.g. norm
+    // weights that are all ones) share a cache entry and travel once.
+    static wire::NeedTensors need_of(const std::vector<wire::TensorDesc>& missing) {
+        wire::NeedTensors need;
+        std::set<std::uint64_t> asked;
+        for (const auto& d : missing)
+            if (asked.insert(d.hash).second) need.hashes.push_back(d.hash);
+        return need;
     }
 
     bool from_coordinator_session_active() const { return session_ != nullptr; }
@@ -354,10 +359,7 @@ private:
             device_.unreserve(s.reserved - weight_bytes);
         s.reserved = weight_bytes;
         s.next = a;
-        wire::NeedTensors need;
-        std::set<std::uint64_t> asked;
-        for (const auto& d : s.missing)
-            if (asked.insert(d.hash).second) need.hashes.push_back(d.hash);
+        const auto need = need_of(s.missing);
         log("reassigned to blocks " + std::to_string(s.next->block_begin) + ":" + std::to_string(s.next->block_end) +
             "; " + std::to_string(need.hashes.size()) + " tensors to receive");
         co_await tcp_.send_control(0, wire::FrameType::NeedTensors, need);
