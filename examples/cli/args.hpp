@@ -88,6 +88,22 @@ private:
 };
 
 /// Parses sizes like "512M", "2G", "1048576".
+/// "a,b,,c" -> {"a", "b", "c"}: a comma-separated list, empty items dropped.
+inline std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> out;
+    std::string cur;
+    for (const char c : s) {
+        if (c == ',') {
+            if (!cur.empty()) out.push_back(cur);
+            cur.clear();
+        } else {
+            cur += c;
+        }
+    }
+    if (!cur.empty()) out.push_back(cur);
+    return out;
+}
+
 inline std::uint64_t parse_bytes(const std::string& s) {
     if (s.empty()) throw std::runtime_error("empty size");
     std::size_t end = 0;

@@ -17,7 +17,7 @@
 namespace tandem::cli {
 
 namespace {
-constexpr const char* kHelp = R"(usage: tandem generate [-m MODEL.gguf] [-p PROMPT] [-n N] [options]
+constexpr const char* kGenerateHelp = R"(usage: tandem generate [-m MODEL.gguf] [-p PROMPT] [-n N] [options]
 
 Generates text with one device. Without -m it uses the embedded stories260K model.
 
@@ -33,7 +33,7 @@ Generates text with one device. Without -m it uses the embedded stories260K mode
 int cmd_generate(int argc, char** argv) {
     Args args(argc, argv, {"help", "h", "no-bos", "quiet"});
     if (args.flag({"help", "h"})) {
-        std::printf(kHelp, kSamplingHelp);
+        std::printf(kGenerateHelp, kSamplingHelp);
         return 0;
     }
     const auto prompt = args.str({"p", "prompt"});

@@ -28,7 +28,7 @@ namespace tandem::cli {
 
 namespace {
 
-constexpr const char* kHelp = R"(usage: tandem plan [-m MODEL.gguf] (--devices HOST:PORT,... | --profiles FILE | --local N) [options]
+constexpr const char* kPlanHelp = R"(usage: tandem plan [-m MODEL.gguf] (--devices HOST:PORT,... | --profiles FILE | --local N) [options]
 
 Plans which device runs which blocks of a model (GLPK MILP) and predicts the
 time per token. Without -m it uses the embedded stories260K model.
@@ -57,21 +57,6 @@ time per token. Without -m it uses the embedded stories260K model.
 Link timing (with --devices):
 %s)";
 
-std::vector<std::string> split_list(const std::string& s) {
-    std::vector<std::string> out;
-    std::string cur;
-    for (const char c : s) {
-        if (c == ',') {
-            if (!cur.empty()) out.push_back(cur);
-            cur.clear();
-        } else {
-            cur += c;
-        }
-    }
-    if (!cur.empty()) out.push_back(cur);
-    return out;
-}
-
 std::string host_name() {
     char buf[256] = {};
     if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "this-machine";
@@ -83,7 +68,7 @@ std::string host_name() {
 int cmd_plan(int argc, char** argv) {
     Args args(argc, argv, {"help", "h", "refresh", "refresh-profiles", "layers", "insecure"});
     if (args.flag({"help", "h"})) {
-        std::printf(kHelp, kLiveHelp, kLinkHelp);
+        std::printf(kPlanHelp, kLiveHelp, kLinkHelp);
         return 0;
     }
     const auto devices_list = args.str({"devices"});

@@ -17,7 +17,7 @@ namespace tandem::cli {
 
 namespace {
 
-constexpr const char* kHelp = R"(usage: tandem quantize IN.gguf OUT.gguf --type T [options]
+constexpr const char* kQuantizeHelp = R"(usage: tandem quantize IN.gguf OUT.gguf --type T [options]
 
 Writes OUT with every weight matrix of IN converted to type T: each row is
 dequantized (from any type tandem reads) and quantized with ggml's reference
@@ -45,7 +45,7 @@ std::string shape_str(const std::vector<std::uint64_t>& s) {
 int cmd_quantize(int argc, char** argv) {
     Args args(argc, argv, {"help", "h", "strict", "verbose", "v"});
     if (args.flag({"help", "h"})) {
-        std::fputs(kHelp, stdout);
+        std::fputs(kQuantizeHelp, stdout);
         return 0;
     }
     const auto type_str = args.str({"type"});

@@ -21,7 +21,7 @@
 namespace tandem::cli {
 
 namespace {
-constexpr const char* kHelp = R"(usage: tandem run [-m MODEL.gguf] (--devices HOST:PORT,... | --local-workers N) [options]
+constexpr const char* kRunHelp = R"(usage: tandem run [-m MODEL.gguf] (--devices HOST:PORT,... | --local-workers N) [options]
 
 Runs a model split over several devices. Without -m it uses the embedded stories260K.
 
@@ -57,26 +57,12 @@ wire::Encoding parse_encoding(const std::string& s) {
     throw std::runtime_error("unknown --encoding '" + s + "' (f32, f16, q8_0)");
 }
 
-std::vector<std::string> split_list(const std::string& s) {
-    std::vector<std::string> out;
-    std::string cur;
-    for (char c : s) {
-        if (c == ',') {
-            if (!cur.empty()) out.push_back(cur);
-            cur.clear();
-        } else {
-            cur += c;
-        }
-    }
-    if (!cur.empty()) out.push_back(cur);
-    return out;
-}
 }  // namespace
 
 int cmd_run(int argc, char** argv) {
     Args args(argc, argv, {"help", "h", "insecure", "quiet", "refresh-profiles", "failover", "balance"});
     if (args.flag({"help", "h"})) {
-        std::printf(kHelp, kLinkHelp, kSamplingHelp);
+        std::printf(kRunHelp, kLinkHelp, kSamplingHelp);
         std::printf(kAutoPlanHelp, kLiveHelp);
         return 0;
     }

@@ -23,7 +23,7 @@ namespace tandem::cli {
 
 namespace {
 
-constexpr const char* kHelp = R"(usage: tandem synth --shape NAME [options] -o FILE
+constexpr const char* kSynthHelp = R"(usage: tandem synth --shape NAME [options] -o FILE
        tandem synth --dim N --ffn N --layers N --heads N [options] -o FILE
        tandem synth --list
 
@@ -171,7 +171,7 @@ int list_shapes(const std::string& models_dir) {
 int cmd_synth(int argc, char** argv) {
     Args args(argc, argv, {"help", "h", "list", "tied"});
     if (args.flag({"help", "h"})) {
-        std::fputs(kHelp, stdout);
+        std::fputs(kSynthHelp, stdout);
         return 0;
     }
     const auto models_dir = args.str({"models-dir"});

@@ -15,7 +15,7 @@
 namespace tandem::cli {
 
 namespace {
-constexpr const char* kHelp = R"(usage: tandem worker --listen ADDR:PORT [options]
+constexpr const char* kWorkerHelp = R"(usage: tandem worker --listen ADDR:PORT [options]
 
 Serves a slice of a model for a coordinator (tandem run). PORT 0 picks a free port;
 the chosen one is printed as "listening on ADDR:PORT".
@@ -46,7 +46,7 @@ void on_signal(int) {
 int cmd_worker(int argc, char** argv) {
     Args args(argc, argv, {"help", "h", "insecure"});
     if (args.flag({"help", "h"})) {
-        std::printf(kHelp, kLinkHelp);
+        std::printf(kWorkerHelp, kLinkHelp);
         return 0;
     }
     WorkerOptions opt;

@@ -16,20 +16,6 @@ using namespace tandem::nettest;
 
 namespace {
 
-// Workers may still be ending the previous coordinator's session ("busy").
-std::unique_ptr<RemotePipeline> connect(std::shared_ptr<const Model> model, std::vector<WorkerEndpoint> eps, Plan plan,
-                                        RemoteOptions ro) {
-    const auto end = clock::now() + 5s;
-    for (;;) {
-        try {
-            return std::make_unique<RemotePipeline>(model, eps, plan, ro);
-        } catch (const ProtocolError& e) {
-            if (std::string(e.what()).find("busy") == std::string::npos || clock::now() > end) throw;
-            std::this_thread::sleep_for(50ms);
-        }
-    }
-}
-
 std::vector<std::unique_ptr<WorkerProcess>> start_workers(const std::string& dir, const std::string& key, int n,
                                                           const FastLinks& fl = {}) {
     std::vector<std::unique_ptr<WorkerProcess>> ws;
@@ -80,7 +66,7 @@ TEST_CASE("network: 3 worker processes over TLS reproduce stories260K's golden g
     const auto want = single_device_tokens(full, bos, 120);
     TlsConfig tls(ClusterKey::load(key));
     const auto plan = Plan::even(model->config(), device_ids(3));
-    auto p = connect(model, endpoints(ws), plan, remote_options(&tls));
+    auto p = connect_when_free(model, endpoints(ws), plan, remote_options(&tls));
     // The weights came once (the CLI run above streamed them): none this time.
     for (const auto& [id, ready] : p->ready()) {
         CHECK(ready.bytes_received == 0);
@@ -115,7 +101,7 @@ TEST_CASE("network: activations cost 4, 2 and 34/32 bytes per value per hop in F
         CAPTURE(wire::encoding_name(c.e));
         auto ro = remote_options(&tls);
         ro.encoding = c.e;
-        auto p = connect(model, endpoints(ws), plan, ro);
+        auto p = connect_when_free(model, endpoints(ws), plan, ro);
         const auto got = remote_tokens(*p, bos, 40);
         CHECK(got.size() == 40);
         if (c.e == wire::Encoding::F32) CHECK(got == exact);  // only F32 is exact
@@ -161,7 +147,7 @@ TEST_CASE("network: a synthetic Q8_0 model split over 3 worker processes matches
     TlsConfig tls(ClusterKey::load(key));
     const std::vector<std::int32_t> prompt = {1, 400, 35, 270};
     const auto want = single_device_tokens(full, prompt, 24);
-    auto p = connect(model, endpoints(ws), Plan::even(model->config(), device_ids(3)), remote_options(&tls));
+    auto p = connect_when_free(model, endpoints(ws), Plan::even(model->config(), device_ids(3)), remote_options(&tls));
     std::uint64_t received = 0;
     for (const auto& [id, ready] : p->ready()) received += ready.bytes_received;
     CHECK(received > 0);  // fresh caches: the weights were streamed

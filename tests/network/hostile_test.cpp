@@ -322,7 +322,19 @@ TEST_CASE("network: hostile frames from an admitted peer close only its link" * 
     if (violation) CHECK(p.stats(1).rejected_frames >= 1);
 }
 
+// Under AddressSanitizer freed memory sits in a quarantine (256 MiB by default)
+// instead of going back to the allocator, so a worker's RSS grows with every
+// connection by design: the bounds below hold only in the other builds (the
+// release stage of CI checks them); under ASan the floods still run and the
+// worker must survive them.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kRssIsMeaningful = false;
+#else
+constexpr bool kRssIsMeaningful = true;
+#endif
+
 TEST_CASE("network: a worker's memory stays bounded under floods of lying frames" * doctest::timeout(180)) {
+    if (!kRssIsMeaningful) MESSAGE("AddressSanitizer build: RSS bounds not checked (quarantined frees grow RSS)");
     const auto dir = fresh_dir("hostile-memory");
     const auto key = make_key(dir);
     FastLinks fl;
@@ -343,7 +355,7 @@ TEST_CASE("network: a worker's memory stays bounded under floods of lying frames
         std::this_thread::sleep_for(300ms);
         const auto during = w.rss_kib();
         MESSAGE("RSS " << base << " KiB before, " << during << " KiB while a peer claims a 60 MiB frame");
-        CHECK(during < base + 16 * 1024);
+        if (kRssIsMeaningful) CHECK(during < base + 16 * 1024);
         CHECK(l->wait_closed(5s).has_value());  // cut off by the frame deadline
     }
 
@@ -359,7 +371,7 @@ TEST_CASE("network: a worker's memory stays bounded under floods of lying frames
         std::this_thread::sleep_for(300ms);
         const auto during = w.rss_kib();
         MESSAGE("RSS " << during << " KiB with 60 half-sent Hellos pending");
-        CHECK(during < base + 32 * 1024);
+        if (kRssIsMeaningful) CHECK(during < base + 32 * 1024);
     }
 
     // Hundreds of hostile connections one after another, in two rounds: the
@@ -383,8 +395,10 @@ TEST_CASE("network: a worker's memory stays bounded under floods of lying frames
     const auto second = flood();
     MESSAGE("RSS " << base << " KiB before the floods, " << first << " KiB after 300 hostile links, " << second
                    << " KiB after 300 more");
-    CHECK(first < base + 16 * 1024);
-    CHECK(second < first + 2 * 1024);
+    if (kRssIsMeaningful) {
+        CHECK(first < base + 16 * 1024);
+        CHECK(second < first + 2 * 1024);
+    }
     CHECK(w.process().running());
     check_still_serving(net, w.port(), &tls);
 }

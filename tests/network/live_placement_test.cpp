@@ -50,7 +50,7 @@ using namespace tandem::nettest;
 namespace {
 
 constexpr double kTolerance = 2.0;  // measured / predicted within [1/kTolerance, kTolerance]
-constexpr std::int32_t kTokens = 48;
+constexpr std::int32_t kMeasuredTokens = 48;
 
 // A llama of 58M parameters in Q8_0 (60 MiB): about 3 ms per token here on one thread.
 std::string synth_model(const std::string& dir) {
@@ -70,39 +70,25 @@ std::string synth_model(const std::string& dir) {
     return path;
 }
 
-// Workers may still be ending the previous coordinator's session ("busy").
-std::unique_ptr<RemotePipeline> connect(std::shared_ptr<const Model> model, std::vector<WorkerEndpoint> eps, Plan plan,
-                                        RemoteOptions ro) {
-    const auto end = clock::now() + 5s;
-    for (;;) {
-        try {
-            return std::make_unique<RemotePipeline>(model, eps, plan, ro);
-        } catch (const ProtocolError& e) {
-            if (std::string(e.what()).find("busy") == std::string::npos || clock::now() > end) throw;
-            std::this_thread::sleep_for(50ms);
-        }
-    }
-}
-
 struct Measured {
     double median_s = 0;  // median time between consecutive tokens
     double mean_s = 0;    // (last token - first token) / (tokens - 1), fastest run
 };
 
-// Generates kTokens greedy tokens with `placement` three times on one
+// Generates kMeasuredTokens greedy tokens with `placement` three times on one
 // pipeline; the time between consecutive tokens (the first two of each run
 // dropped: pages of freshly mapped weights) over all runs.
 Measured measure(const std::shared_ptr<const Model>& model, const std::vector<WorkerEndpoint>& eps,
                  const Placement& placement, TlsConfig* tls) {
     const auto plan = to_plan(placement, device_ids(eps.size()));
-    auto p = connect(model, eps, plan, remote_options(tls));
+    auto p = connect_when_free(model, eps, plan, remote_options(tls));
     std::vector<double> gaps;
     Measured m{0, 1e9};
     for (int run = 0; run < 3; ++run) {
         std::vector<clock::time_point> at;
         RequestSpec r;
         r.prompt = {1};
-        r.max_tokens = kTokens;
+        r.max_tokens = kMeasuredTokens;
         r.on_token = [&](RequestId, std::int32_t) {
             at.push_back(clock::now());
             return true;
@@ -111,9 +97,9 @@ Measured measure(const std::shared_ptr<const Model>& model, const std::vector<Wo
         const auto res = p->run();
         REQUIRE(res.size() >= 1);
         REQUIRE(res.back().error.empty());
-        REQUIRE(at.size() == static_cast<std::size_t>(kTokens));
+        REQUIRE(at.size() == static_cast<std::size_t>(kMeasuredTokens));
         for (std::size_t i = 3; i < at.size(); ++i) gaps.push_back(std::chrono::duration<double>(at[i] - at[i - 1]).count());
-        m.mean_s = std::min(m.mean_s, std::chrono::duration<double>(at.back() - at.front()).count() / (kTokens - 1));
+        m.mean_s = std::min(m.mean_s, std::chrono::duration<double>(at.back() - at.front()).count() / (kMeasuredTokens - 1));
     }
     std::sort(gaps.begin(), gaps.end());
     m.median_s = gaps[gaps.size() / 2];
@@ -181,7 +167,7 @@ TEST_CASE("placement: live profiles of worker processes predict the measured tim
         const auto lp = profile_live(*model, eps, lo);
         REQUIRE(lp.cluster.size() == 3);
         for (const auto& w : lp.workers) CHECK_FALSE(w.cached);  // a fresh cache, then refreshes
-        const CostModel m(shape, lp.cluster, {.context = kTokens + 2});
+        const CostModel m(shape, lp.cluster, {.context = kMeasuredTokens + 2});
         const auto r = solve_placement(m);
         const auto even = even_split(m);
         const auto even_eval = m.evaluate(even);

@@ -327,4 +327,20 @@ inline std::vector<DeviceId> device_ids(std::size_t n) {
     return ids;
 }
 
+/// A pipeline over `eps`, retrying while a worker still ends the previous
+/// coordinator's session ("busy"), for up to 5 s.
+inline std::unique_ptr<RemotePipeline> connect_when_free(std::shared_ptr<const Model> model,
+                                                         const std::vector<WorkerEndpoint>& eps, const Plan& plan,
+                                                         const RemoteOptions& ro) {
+    const auto end = clock::now() + 5s;
+    for (;;) {
+        try {
+            return std::make_unique<RemotePipeline>(model, eps, plan, ro);
+        } catch (const ProtocolError& e) {
+            if (std::string(e.what()).find("busy") == std::string::npos || clock::now() > end) throw;
+            std::this_thread::sleep_for(50ms);
+        }
+    }
+}
+
 }  // namespace tandem::nettest

@@ -13,6 +13,7 @@
 #include <tandem/segment/model_segment.hpp>
 
 #include "support/paths.hpp"
+#include "support/stories.hpp"
 
 using namespace tandem;
 
@@ -20,14 +21,9 @@ namespace {
 
 using Pipeline = InProcessPipeline<ModelSegment, CpuDevice, FifoScheduler>;
 
-std::shared_ptr<const Model> stories() {
-    static const auto m = Model::open(test::stories260k());
-    return m;
-}
-
 std::unique_ptr<Pipeline> make_pipeline(const std::vector<BlockRange>& ranges, FifoScheduler sched = FifoScheduler(1),
                                         unsigned threads = 1, TraceRecorder* trace = nullptr) {
-    const auto model = stories();
+    const auto model = test::stories();
     std::vector<std::unique_ptr<ModelSegment>> segs;
     std::vector<std::unique_ptr<CpuDevice>> devs;
     Plan plan;
@@ -64,7 +60,7 @@ struct Reference {
 // The unsplit engine: one device, no pipeline.
 Reference reference(const std::vector<std::int32_t>& prompt, std::int32_t n, SamplerConfig sc = {}) {
     Reference ref;
-    const auto m = stories();
+    const auto m = test::stories();
     const auto& c = m->config();
     ThreadPool pool(1);
     KvStore kv(0, c.n_layers, c.kv_dim(), c.context_length);
@@ -88,7 +84,7 @@ const std::vector<std::int32_t> kBos = {1};
 }  // namespace
 
 TEST_CASE("pipeline: every split of stories260K, 1 to 5 segments, equals the unsplit model" * doctest::timeout(600)) {
-    const auto& c = stories()->config();
+    const auto& c = test::stories()->config();
     const std::int32_t n_tokens = 24;
     const auto ref = reference(kBos, n_tokens);
     std::size_t tried = 0;
@@ -136,7 +132,7 @@ TEST_CASE("pipeline: K requests in flight on D devices each equal their run alon
         refs.push_back(reference(prompts[i], 20, {.temperature = 0.9f, .top_k = 40, .seed = 100 + i}));
     for (const std::size_t d : {2u, 3u, 4u}) {
         std::vector<BlockRange> ranges;
-        const auto plan = Plan::even(stories()->config(), [&] {
+        const auto plan = Plan::even(test::stories()->config(), [&] {
             std::vector<DeviceId> ids;
             for (std::size_t i = 0; i < d; ++i) ids.push_back(static_cast<DeviceId>(i + 1));
             return ids;

@@ -10,15 +10,11 @@
 #include <tandem/runtime/profiler.hpp>
 
 #include "support/paths.hpp"
+#include "support/stories.hpp"
 
 using namespace tandem;
 
 namespace {
-
-std::shared_ptr<const Model> stories() {
-    static const auto m = Model::open(test::stories260k());
-    return m;
-}
 
 // A CpuDevice that counts compute() calls: tells measuring from cache hits,
 // and can pretend to be `slowdown` times slower (as an emulated phone would).
@@ -57,12 +53,12 @@ ProfilerOptions quick() {
 
 TEST_CASE("profiler: stories260K on this machine gives positive, finite times for every kind") {
     CpuDevice cpu({.name = "this-cpu", .threads = 1});
-    const auto p = profile_device(*stories(), cpu, quick());
+    const auto p = profile_device(*test::stories(), cpu, quick());
     CHECK(p.name == "this-cpu");
     CHECK(p.threads == 1);
     CHECK(p.memory_bytes == physical_memory_bytes());  // no budget: the machine's RAM
     CHECK(p.memory_bytes > 0);
-    CHECK(p.model == model_identity(*stories()));
+    CHECK(p.model == model_identity(*test::stories()));
     for (std::size_t k = 0; k < kCostKinds; ++k) {
         CAPTURE(k);
         CHECK(std::isfinite(p.decode.s[k]));
@@ -82,8 +78,8 @@ TEST_CASE("profiler: a device that computes 8x slower is measured 8x slower") {
     // The profiler goes through Device::compute, so an emulated device's own
     // timing is what it measures (here scaled; compare medians loosely).
     CountingDevice fast("fast"), slow("slow", 8);
-    const auto pf = profile_device(*stories(), fast, quick());
-    const auto ps = profile_device(*stories(), slow, quick());
+    const auto pf = profile_device(*test::stories(), fast, quick());
+    const auto ps = profile_device(*test::stories(), slow, quick());
     CHECK(slow.calls > 0);
     const double ratio = ps.decode[CostKind::Ffn] / pf.decode[CostKind::Ffn];
     CHECK(ratio > 4);
@@ -97,12 +93,12 @@ TEST_CASE("profiler: the cache round-trips, is keyed by model, device and thread
     std::remove(path.c_str());
     CountingDevice dev("phone-like");
     bool measured = false;
-    const auto first = cached_profile(*stories(), dev, path, false, quick(), &measured);
+    const auto first = cached_profile(*test::stories(), dev, path, false, quick(), &measured);
     CHECK(measured);
     const int calls = dev.calls;
     CHECK(calls > 0);
     // Second call: from the file, no block is run.
-    const auto second = cached_profile(*stories(), dev, path, false, quick(), &measured);
+    const auto second = cached_profile(*test::stories(), dev, path, false, quick(), &measured);
     CHECK_FALSE(measured);
     CHECK(dev.calls == calls);
     CHECK(second.name == first.name);
@@ -114,17 +110,17 @@ TEST_CASE("profiler: the cache round-trips, is keyed by model, device and thread
         CHECK(second.prefill.s[k] == doctest::Approx(first.prefill.s[k]).epsilon(1e-12));
     }
     // Refresh: measured again and stored.
-    (void)cached_profile(*stories(), dev, path, true, quick(), &measured);
+    (void)cached_profile(*test::stories(), dev, path, true, quick(), &measured);
     CHECK(measured);
     CHECK(dev.calls > calls);
     // Another device name is another entry.
     CountingDevice other("other");
-    (void)cached_profile(*stories(), other, path, false, quick(), &measured);
+    (void)cached_profile(*test::stories(), other, path, false, quick(), &measured);
     CHECK(measured);
     const ProfileCache cache(path);
     CHECK(cache.size() == 2);
-    CHECK(cache.find(ProfileCache::key(model_identity(*stories()), "other", 1)).has_value());
-    CHECK_FALSE(cache.find(ProfileCache::key(model_identity(*stories()), "other", 2)).has_value());
+    CHECK(cache.find(ProfileCache::key(model_identity(*test::stories()), "other", 1)).has_value());
+    CHECK_FALSE(cache.find(ProfileCache::key(model_identity(*test::stories()), "other", 2)).has_value());
 }
 
 TEST_CASE("profiler: a malformed cache file gives a typed error, not a crash") {
@@ -148,7 +144,7 @@ TEST_CASE("profiler: a malformed cache file gives a typed error, not a crash") {
 }
 
 TEST_CASE("profiler: the model shape matches the GGUF file, and plans convert both ways") {
-    const auto& m = *stories();
+    const auto& m = *test::stories();
     const auto s = model_shape(m);
     const auto& c = m.config();
     CHECK(s.n_blocks() == 2 * c.n_layers + 2);

@@ -22,6 +22,7 @@ public:
     }
 
     static std::shared_ptr<const Model> from_file(GgufFile file, std::optional<BlockRange> blocks = std::nullopt) {
+        require_supported_architecture(file);
         auto m = std::shared_ptr<Model>(new Model(std::move(file)));
         m->config_ = read_config(m->file_);
         m->bound_ = blocks.value_or(BlockRange::all(m->config_));

@@ -32,13 +32,25 @@ inline std::string supported_architectures() {
     return s;
 }
 
+/// The registry entry for `name`; UnsupportedError listing the supported names otherwise.
+inline const ArchitectureEntry& architecture_entry(const GgufFile& file, std::string_view name) {
+    for (const auto& e : kArchitectures)
+        if (e.name == name) return e;
+    throw UnsupportedError(file.name() + ": architecture '" + std::string(name) +
+                           "' is not supported (supported: " + supported_architectures() + ")");
+}
+
+/// Refuses a file whose `general.architecture` tandem does not run, before
+/// any architecture-specific key is read (so the error names the architecture,
+/// not the first `<arch>.` key a foreign file happens to lack).
+inline void require_supported_architecture(const GgufFile& file) {
+    architecture_entry(file, file.get<std::string>("general.architecture"));
+}
+
 /// Builds the architecture named by the file, binding the tensors of `blocks`.
 inline std::unique_ptr<Architecture> make_architecture(const GgufFile& file, const ModelConfig& config,
                                                        BlockRange blocks) {
-    for (const auto& e : kArchitectures)
-        if (e.name == config.architecture) return e.make(file, config, blocks);
-    throw UnsupportedError(file.name() + ": architecture '" + config.architecture +
-                           "' is not supported (supported: " + supported_architectures() + ")");
+    return architecture_entry(file, config.architecture).make(file, config, blocks);
 }
 
 }  // namespace tandem

@@ -168,13 +168,12 @@ private:
     // Runs fn on device i's own thread and waits for it.
     template <typename F>
     asio::awaitable<void> on_device(std::size_t i, F fn) {
-        co_await asio::co_spawn(
-            nodes_[i]->io,
-            [fn = std::move(fn)]() mutable -> asio::awaitable<void> {
-                fn();
-                co_return;
-            },
-            asio::use_awaitable);
+        // Named, not a temporary inside co_await (GCC 12 destroys those twice).
+        auto run = [fn = std::move(fn)]() mutable -> asio::awaitable<void> {
+            fn();
+            co_return;
+        };
+        co_await asio::co_spawn(nodes_[i]->io, std::move(run), asio::use_awaitable);
     }
 
     // `gone`: a device whose state is lost (failover): nothing is read from it.

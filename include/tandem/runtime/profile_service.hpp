@@ -248,14 +248,16 @@ private:
         auto& device = device_;
         // Released by hand, not by a destructor: a frame destroyed with the
         // worker's io_context must not touch the (already destroyed) device.
+        // The lambda and the awaitable are named: GCC 12 destroys a capturing
+        // temporary inside a co_await expression twice (ASan caught it here:
+        // `sampled` released twice when profiling finished).
         DeviceProfile profile;
         try {
-            profile = co_await asio::co_spawn(
-                compute_,
-                [sampled, opt = job->options, &device]() -> asio::awaitable<DeviceProfile> {
-                    co_return profile_blocks(sampled->config(), sampled->arch_of(), "", device, opt);
-                },
-                asio::use_awaitable);
+            auto time_blocks = [sampled, opt = job->options, &device]() -> asio::awaitable<DeviceProfile> {
+                co_return profile_blocks(sampled->config(), sampled->arch_of(), "", device, opt);
+            };
+            auto timed = asio::co_spawn(compute_, std::move(time_blocks), asio::use_awaitable);
+            profile = co_await std::move(timed);
         } catch (...) {
             device_.unreserve(need);
             throw;
