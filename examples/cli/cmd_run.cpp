@@ -47,6 +47,8 @@ Runs a model split over several devices. Without -m it uses the embedded stories
       --local-schedule S,...  (--local-workers) each worker's slowdown schedule, one step each
                           (e.g. 0s:1x,5s:4x,0s:1x: worker 2 becomes 4x slower 5 s in)
       --local-noise N,...     (--local-workers) each worker's step-time noise (0..1)
+      --trace FILE.json   write a Chrome/Perfetto trace: one track per device (compute, send,
+                          receive, idle) and the coordinator's; open it in ui.perfetto.dev
 Link timing (also passed to --local-workers):
 %s%s)";
 
@@ -76,7 +78,10 @@ int cmd_run(int argc, char** argv) {
     if ((local > 0) == !devices_arg.empty())
         throw std::runtime_error("give either --devices HOST:PORT,... or --local-workers N");
 
+    const auto trace_path = args.str({"trace"});
+    TraceRecorder trace(!trace_path.empty());
     RemoteOptions ro;
+    if (!trace_path.empty()) ro.trace = &trace;
     ro.encoding = parse_encoding(args.str({"encoding"}, "f32"));
     ro.max_in_flight = static_cast<std::size_t>(args.num<int>({"in-flight"}, parallel));
     ro.max_batch = static_cast<std::size_t>(args.num<int>({"batch"}, 1));
@@ -195,6 +200,10 @@ int cmd_run(int argc, char** argv) {
     const auto results = pipeline.run();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (stream) std::fputs((out.flush() + "\n").c_str(), stdout);
+    if (!trace_path.empty()) {
+        trace.write(trace_path);  // run() has added the workers' spans
+        if (!quiet) log_line("trace", trace_path + ": " + std::to_string(trace.size()) + " spans (ui.perfetto.dev)");
+    }
     std::size_t total_tokens = 0;
     for (const auto& r : results) {
         total_tokens += r.tokens.size();
@@ -213,7 +222,7 @@ int cmd_run(int argc, char** argv) {
                      static_cast<double>(total_tokens) / secs);
         std::fprintf(stderr, "%-8s %-10s %-14s %8s %10s %12s %14s\n", "device", "blocks", "name", "steps", "busy ms",
                      "weights rx", "bytes/tok/hop");
-        for (const auto& st : plan.stages) {
+        for (const auto& st : pipeline.plan().stages) {  // as it ended (balancing, failover)
             const auto s = pipeline.stats(st.device);
             const auto& ready = pipeline.ready().at(st.device);
             const double per_tok = s.activation_tokens_out ? static_cast<double>(s.activation_bytes_out) /

@@ -106,8 +106,10 @@ void decode_payload(FrameType type, std::span<const std::byte> p) {
         case FrameType::StatsRequest:
         case FrameType::Error:
         case FrameType::Bye: decode_as<ErrorMsg>(p); break;
-        case FrameType::Migrate:
-        case FrameType::KvChunk: break;  // no payload defined yet
+        case FrameType::Migrate: decode_as<Migrate>(p); break;
+        case FrameType::KvChunk: decode_as<KvChunk>(p); break;
+        case FrameType::TraceRequest: decode_as<TraceRequest>(p); break;
+        case FrameType::Trace: decode_as<Trace>(p); break;
         case FrameType::ProfileRequest: decode_as<ProfileRequest>(p); break;
         case FrameType::Profile: decode_as<Profile>(p); break;
         case FrameType::ProbeRequest: decode_as<ProbeRequest>(p); break;

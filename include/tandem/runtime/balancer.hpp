@@ -40,6 +40,7 @@ struct BalancerOptions {
     int patience = 3;             // consecutive windows over the threshold
     int cooldown = 5;             // windows to wait after a move
     double migration_seconds = 0.05;  // estimated pause of one move (updated from measured moves)
+    bool learn_from_moves = true;     // raise the threshold after moves that did not deliver (Balancer::threshold)
 };
 
 /// One device's cumulative counters, as its device loop reports them.
@@ -189,12 +190,15 @@ public:
             streak_ = 0;
             return std::nullopt;
         }
+        check_last_move(plan);
+        if (last_move_) return std::nullopt;  // the last move is not measured yet: no new one before it is
         // The drift must show both in the smoothed times (not a single odd
         // window) and in this window's own times (not the tail of a blip the
         // EWMA still remembers), `patience` windows in a row.
         const auto smoothed = evaluate(plan, budget, [&](DeviceId d) { return monitor_.step_seconds(d); });
         const auto latest = evaluate(plan, budget, [&](DeviceId d) { return monitor_.recent_mean(d, 1); });
-        if (!smoothed || !latest || smoothed->gain <= opt_.threshold || latest->gain <= opt_.threshold) {
+        const double threshold = this->threshold();
+        if (!smoothed || !latest || smoothed->gain <= threshold || latest->gain <= threshold) {
             streak_ = 0;
             return std::nullopt;
         }
@@ -203,11 +207,12 @@ public:
         // Plan with the mean of the streak's windows: no lag from before it.
         const auto n = static_cast<std::size_t>(std::max(1, opt_.patience));
         const auto e = evaluate(plan, budget, [&](DeviceId d) { return monitor_.recent_mean(d, n); });
-        if (!e || e->gain <= opt_.threshold) return std::nullopt;
+        if (!e || e->gain <= threshold) return std::nullopt;
         // Worth it only if the steps still to run save more than the move costs.
         if ((e->current - e->best.bottleneck) * tokens_left <= opt_.migration_seconds) return std::nullopt;
         cooldown_ = opt_.cooldown;
         ++moves_;
+        last_move_ = LastMove{e->current, e->best.bottleneck};
         // Predicted step times under the new plan, so the monitor's next
         // windows compare against the right baseline.
         for (std::size_t i = 0; i < e->devices.size(); ++i) {
@@ -226,7 +231,45 @@ public:
 
     void set_migration_seconds(double s) noexcept { opt_.migration_seconds = s; }
 
+    /// The gain a move must be predicted to bring now: the configured
+    /// threshold, doubled for every recent move that delivered less than half
+    /// of what it predicted (and halved back by each move that delivered).
+    /// When the cost model is wrong for this machine (fixed per-step costs
+    /// that do not move with blocks, say), its predictions keep promising
+    /// gains that never come; this bounds the moves it can make to a few
+    /// instead of letting it move blocks back and forth.
+    double threshold() const noexcept { return std::min(0.95, opt_.threshold * skepticism_); }
+    /// Moves that delivered less than half their predicted gain.
+    int failed_moves() const noexcept { return failed_moves_; }
+
 private:
+    struct LastMove {
+        double before = 0;     // measured bottleneck before the move, seconds per step
+        double predicted = 0;  // predicted after it
+    };
+
+    // The first window after a move's cooldown: did the measured bottleneck
+    // (the mean of the windows since) fall by at least half the predicted gain?
+    void check_last_move(const Plan& plan) {
+        if (!last_move_) return;
+        const auto n = static_cast<std::size_t>(std::max(1, opt_.patience));
+        double now = 0;
+        for (const auto& st : plan.stages) {
+            const auto t = monitor_.recent_mean(st.device, n);
+            if (!t) return;  // not measured yet: check at the next window
+            now = std::max(now, *t);
+        }
+        const auto m = *last_move_;
+        last_move_.reset();
+        const double predicted_gain = m.before - m.predicted, realized_gain = m.before - now;
+        if (realized_gain < 0.5 * predicted_gain) {
+            ++failed_moves_;
+            if (opt_.learn_from_moves) skepticism_ *= 2;
+        } else {
+            skepticism_ = std::max(1.0, skepticism_ / 2);
+        }
+    }
+
     struct Evaluation {
         std::vector<DeviceId> devices;
         std::vector<double> speed;  // cost units per second
@@ -272,6 +315,9 @@ private:
     int cooldown_ = 0;
     int moves_ = 0;
     std::size_t windows_ = 0;
+    std::optional<LastMove> last_move_;
+    double skepticism_ = 1;
+    int failed_moves_ = 0;
 };
 
 }  // namespace tandem

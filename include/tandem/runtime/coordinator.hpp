@@ -201,12 +201,16 @@ private:
         ++in_pipeline_;
         DeviceId to = 0;
         std::string failure;
+        const auto t0 = clock::now();
+        const auto args = trace_ ? "\"request\":" + std::to_string(m.request) + ",\"step\":" + std::to_string(m.step)
+                                 : std::string();
         try {
             to = routing_.device_of_block(0);
             co_await transport_.send(to, std::move(m));
         } catch (const NetworkError& e) {
             failure = e.what();
         }
+        if (trace_) trace_->span(transport_.self(), "send", t0, clock::now(), args);
         if (!failure.empty()) co_await handle_loss(to, failure);
     }
 
@@ -299,7 +303,11 @@ private:
             co_return;
         }
         if (r.spec.on_logits) r.spec.on_logits(r.id, logits->data);
+        const auto t_sample = clock::now();
         const auto tok = r.sampler->sample(logits->data);
+        if (trace_)
+            trace_->span(transport_.self(), "sample", t_sample, clock::now(),
+                         "\"request\":" + std::to_string(r.id) + ",\"step\":" + std::to_string(m.step));
         ++sampled_;
         if (tokens_left_ > 0) --tokens_left_;
         if (recovering_.erase(r.id) && recovering_.empty() && !recoveries_.empty())

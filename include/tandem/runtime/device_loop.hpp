@@ -161,6 +161,10 @@ private:
                 wake_->cancel();
                 co_return;
             }
+            if (trace_ && m.received != clock::time_point{} && m.kind == MessageKind::Activations)
+                trace_->span(transport_.self(), "receive", m.receive_began, m.received,
+                             "\"request\":" + std::to_string(m.request) + ",\"step\":" + std::to_string(m.step) +
+                                 ",\"from\":" + std::to_string(m.from));
             on_message(std::move(m));
             wake_->cancel();
         }
@@ -347,7 +351,7 @@ private:
         const auto request = m.request;
         const auto step = m.step;
         const auto args = "\"to\":" + std::to_string(to) + ",\"request\":" + std::to_string(request) +
-                          ",\"bytes\":" + std::to_string(m.payload_bytes());
+                          ",\"step\":" + std::to_string(step) + ",\"bytes\":" + std::to_string(m.payload_bytes());
         std::string failure;
         try {
             co_await transport_.send(to, std::move(m));

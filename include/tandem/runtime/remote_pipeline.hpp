@@ -10,7 +10,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <deque>
+#include <limits>
 #include <functional>
 #include <future>
 #include <map>
@@ -139,8 +142,28 @@ public:
         });
         coord_io_.restart();
         coord_io_.run();
+        if (opt_.trace) {
+            try {
+                collect_trace();
+            } catch (const std::exception& e) {  // the results matter more than the trace
+                log(std::string("trace: collecting the workers' spans failed: ") + e.what());
+            }
+        }
         if (error) std::rethrow_exception(error);
         return results;
+    }
+
+    /// Adds every worker's spans recorded so far to RemoteOptions::trace (one
+    /// track per device, on the coordinator's clock); run() does this when
+    /// it returns. Workers that are gone are skipped.
+    void collect_trace() {
+        if (!opt_.trace) return;
+        asio::co_spawn(net_, [this]() -> asio::awaitable<void> {
+            co_await lock_control();
+            ControlUnlock unlock{this};
+            for (const auto& st : routing_.plan().stages)
+                if (tcp_.connected(st.device)) co_await collect_trace_from(st.device);
+        }, asio::use_future).get();
     }
 
     /// What each worker reported when its weights were loaded.
@@ -245,17 +268,32 @@ private:
 
     // One control conversation with the workers at a time (a migration must
     // not take a Stats answer meant for the balancer's poll, or the reverse).
-    // Runs on the network thread.
+    // Runs on the network thread. Waiters sleep on a timer that never expires
+    // by itself: the holder's unlock hands the lock to the first of them by
+    // cancelling its timer (first come, first served; no polling).
     asio::awaitable<void> lock_control() {
-        while (control_busy_) {
-            asio::steady_timer t(net_, std::chrono::milliseconds(1));
-            co_await t.async_wait(asio::use_awaitable);
+        if (!control_busy_) {
+            control_busy_ = true;
+            co_return;
         }
-        control_busy_ = true;
+        auto t = std::make_shared<asio::steady_timer>(net_, asio::steady_timer::time_point::max());
+        control_waiters_.push_back(t);
+        asio::error_code ec;
+        co_await t->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        // Woken by unlock_control(), which left control_busy_ set for us.
+    }
+    void unlock_control() {
+        if (control_waiters_.empty()) {
+            control_busy_ = false;
+            return;
+        }
+        auto next = std::move(control_waiters_.front());
+        control_waiters_.pop_front();
+        next->cancel();
     }
     struct ControlUnlock {
         RemotePipeline* p;
-        ~ControlUnlock() { p->control_busy_ = false; }
+        ~ControlUnlock() { p->unlock_control(); }
     };
 
     asio::awaitable<wire::Stats> ask_stats(DeviceId id) {
@@ -436,6 +474,49 @@ private:
         co_await stream_tensors(st.device, a.tensors, need.hashes);
         const auto ready_frame = co_await expect(st.device, wire::FrameType::Ready);
         ready_[st.device] = wire::decode<wire::Ready>(ready_frame.payload, w.str());
+        if (opt_.trace) {
+            const wire::TraceRequest begin{static_cast<std::uint8_t>(wire::TraceOp::Begin)};
+            co_await tcp_.send_control(st.device, wire::FrameType::TraceRequest, begin);
+        }
+    }
+
+    // One worker's spans since the last collection, shifted onto the
+    // coordinator's trace clock. The offset comes from small Sync exchanges
+    // (NTP-like: the midpoint of the shortest of 3 round trips, so its error
+    // is at most half that round trip), not from the Collect itself, whose
+    // answer can take long to encode and decode; both clocks are monotonic.
+    asio::awaitable<void> collect_trace_from(DeviceId id) {
+        auto& trace = *opt_.trace;
+        const std::string who = "device " + std::to_string(id);
+        const wire::TraceRequest sync{static_cast<std::uint8_t>(wire::TraceOp::Sync)};
+        double best_rtt = std::numeric_limits<double>::infinity(), shift = 0;
+        for (int i = 0; i < 3; ++i) {
+            const double t0 = trace.micros(TraceRecorder::clock::now());
+            co_await tcp_.send_control(id, wire::FrameType::TraceRequest, sync);
+            const auto f = co_await expect(id, wire::FrameType::Trace);
+            const double t1 = trace.micros(TraceRecorder::clock::now());
+            const auto s = wire::decode<wire::Trace>(f.payload, who);
+            if (!(s.now_us >= 0) || !std::isfinite(s.now_us)) throw ProtocolError(who, "trace clock is not a finite time");
+            if (t1 - t0 < best_rtt) {
+                best_rtt = t1 - t0;
+                shift = (t0 + t1) / 2 - s.now_us;
+            }
+        }
+        const wire::TraceRequest collect{static_cast<std::uint8_t>(wire::TraceOp::Collect)};
+        co_await tcp_.send_control(id, wire::FrameType::TraceRequest, collect);
+        const auto f = co_await expect(id, wire::FrameType::Trace);
+        auto t = wire::decode<wire::Trace>(f.payload, who);
+        trace.name_track(id, t.track_name.empty() ? who : t.track_name);
+        std::vector<TraceRecorder::Span> spans;
+        spans.reserve(t.spans.size());
+        for (auto& sp : t.spans) {
+            if (!std::isfinite(sp.start_us) || !std::isfinite(sp.dur_us) || sp.dur_us < 0)
+                throw ProtocolError(who, "trace span '" + sp.name + "' has no finite, non-negative time");
+            // A worker speaks for its own track only, whatever the span says.
+            spans.push_back({id, std::move(sp.name), sp.start_us, sp.dur_us, std::move(sp.args)});
+        }
+        trace.add_foreign(std::move(spans), shift);
+        if (t.dropped > 0) log(who + ": " + std::to_string(t.dropped) + " trace spans dropped (over the worker's cap)");
     }
 
     asio::awaitable<void> setup() {
@@ -541,6 +622,7 @@ private:
     std::unique_ptr<Balancer> balancer_;
     Plan plan_seen_by_net_;     // the plan as the network thread knows it
     bool control_busy_ = false;  // network thread only
+    std::deque<std::shared_ptr<asio::steady_timer>> control_waiters_;  // network thread only
     bool moving_ = false;        // a balancer move is queued or running (network thread)
     std::atomic<bool> shut_{false};
 };

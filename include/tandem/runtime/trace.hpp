@@ -3,9 +3,17 @@
 // ui.perfetto.dev open directly.
 //
 // Thread-safe; recording is a mutex and a vector push (a few hundred ns), so it
-// can stay on in benchmarks. Disabled recorders cost one branch.
+// can stay on in benchmarks. Disabled recorders cost one branch. A recorder
+// keeps at most `max_events` spans (later ones are counted as dropped), so a
+// worker that records for a long session has bounded memory.
+//
+// Traces of several processes merge into one: a worker's recorder hands its
+// spans over with take() (times relative to its own origin), and the
+// coordinator adds them with add_foreign() after shifting them onto its own
+// clock (runtime/remote_pipeline.hpp estimates the offset from a round trip).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdint>
@@ -23,24 +31,69 @@ class TraceRecorder {
 public:
     using clock = std::chrono::steady_clock;
 
-    explicit TraceRecorder(bool enabled = true) : enabled_(enabled), origin_(clock::now()) {}
+    static constexpr std::size_t kDefaultMaxEvents = 1u << 20;
 
-    bool enabled() const noexcept { return enabled_; }
+    explicit TraceRecorder(bool enabled = true, std::size_t max_events = kDefaultMaxEvents)
+        : enabled_(enabled), max_events_(max_events), origin_(clock::now()) {}
+
+    bool enabled() const noexcept { return enabled_.load(std::memory_order_relaxed); }
+    /// Starts or stops recording (a worker records only when its coordinator asks).
+    void set_enabled(bool on) noexcept { enabled_.store(on, std::memory_order_relaxed); }
     clock::time_point origin() const noexcept { return origin_; }
+    /// Microseconds from the origin to `t` (the time base of every span).
+    double micros(clock::time_point t) const {
+        return std::chrono::duration<double, std::micro>(t - origin_).count();
+    }
 
-    /// Names track `tid` (e.g. "device 1 (phone-low)").
+    /// Names track `tid` (e.g. "device 1 (phone-low)"), recording or not.
     void name_track(std::uint32_t tid, std::string name) {
-        if (!enabled_) return;
         std::lock_guard lock(mutex_);
         tracks_[tid] = std::move(name);
+    }
+    std::map<std::uint32_t, std::string> tracks() const {
+        std::lock_guard lock(mutex_);
+        return tracks_;
     }
 
     /// A complete span [t0, t1) on track `tid`; `args` is a JSON object body
     /// such as "\"request\":3,\"step\":7" (may be empty).
     void span(std::uint32_t tid, const char* name, clock::time_point t0, clock::time_point t1, std::string args = {}) {
-        if (!enabled_) return;
+        if (!enabled()) return;
+        push({tid, name, micros(t0), micros(t1) - micros(t0), std::move(args)});
+    }
+
+    /// One recorded span, as take() hands it over and add_foreign() takes it.
+    struct Span {
+        std::uint32_t tid = 0;
+        std::string name;
+        double ts_us = 0;   // from the recorder's origin
+        double dur_us = 0;
+        std::string args;   // JSON object body
+    };
+
+    /// Removes and returns every span recorded so far (and how many were
+    /// dropped over the cap since the last take).
+    std::vector<Span> take(std::uint64_t* dropped = nullptr) {
         std::lock_guard lock(mutex_);
-        events_.push_back({tid, name, micros(t0), micros(t1) - micros(t0), std::move(args)});
+        std::vector<Span> out = std::move(events_);
+        events_.clear();
+        if (dropped) *dropped = dropped_;
+        dropped_ = 0;
+        return out;
+    }
+
+    /// Adds spans recorded elsewhere; `shift_us` moves their times onto this
+    /// recorder's origin. Spans are recorded even when this recorder is off.
+    void add_foreign(std::vector<Span> spans, double shift_us) {
+        for (auto& sp : spans) {
+            sp.ts_us += shift_us;
+            push(std::move(sp));
+        }
+    }
+
+    std::uint64_t dropped() const {
+        std::lock_guard lock(mutex_);
+        return dropped_;
     }
 
     /// Records a span from construction to destruction.
@@ -96,7 +149,7 @@ public:
         }
         for (const auto& e : events_) {
             sep();
-            out += R"({"name":")" + std::string(e.name) + R"(","cat":"pipeline","ph":"X","pid":1,"tid":)" +
+            out += R"({"name":")" + escape(e.name) + R"(","cat":"pipeline","ph":"X","pid":1,"tid":)" +
                    std::to_string(e.tid) + ",\"ts\":" + fmt(e.ts_us) + ",\"dur\":" + fmt(e.dur_us) +
                    ",\"args\":{" + e.args + "}}";
         }
@@ -112,16 +165,15 @@ public:
     }
 
 private:
-    struct Event {
-        std::uint32_t tid;
-        const char* name;
-        double ts_us;
-        double dur_us;
-        std::string args;
-    };
+    using Event = Span;
 
-    double micros(clock::time_point t) const {
-        return std::chrono::duration<double, std::micro>(t - origin_).count();
+    void push(Event e) {
+        std::lock_guard lock(mutex_);
+        if (events_.size() >= max_events_) {
+            ++dropped_;
+            return;
+        }
+        events_.push_back(std::move(e));
     }
     static std::string fmt(double v) {
         char buf[32];
@@ -137,11 +189,13 @@ private:
         return o;
     }
 
-    bool enabled_;
+    std::atomic<bool> enabled_;
+    std::size_t max_events_;
     clock::time_point origin_;
     mutable std::mutex mutex_;
     std::map<std::uint32_t, std::string> tracks_;
     std::vector<Event> events_;
+    std::uint64_t dropped_ = 0;
 };
 
 }  // namespace tandem

@@ -33,6 +33,7 @@
 #include "tandem/runtime/device_loop.hpp"
 #include "tandem/runtime/kv_transfer.hpp"
 #include "tandem/runtime/profile_service.hpp"
+#include "tandem/runtime/trace.hpp"
 #include "tandem/runtime/weights.hpp"
 #include "tandem/scheduler/fifo_scheduler.hpp"
 #include "tandem/segment/model_segment.hpp"
@@ -229,6 +230,7 @@ private:
                 case wire::FrameType::Stop: end_session("coordinator said stop"); break;
                 case wire::FrameType::Migrate: co_await on_migrate(wire::decode<wire::Migrate>(f.payload, who), who); break;
                 case wire::FrameType::KvChunk: on_kv_chunk(wire::decode<wire::KvChunk>(f.payload, who), who); break;
+                case wire::FrameType::TraceRequest: co_await on_trace_request(wire::decode<wire::TraceRequest>(f.payload, who)); break;
                 case wire::FrameType::StatsRequest: {
                     const auto st = stats();  // named: GCC 12 mishandles temporaries in co_await
                     co_await tcp_.send_control(kCoordinator, wire::FrameType::Stats, st);
@@ -477,7 +479,7 @@ private:
         s.transport = std::make_unique<SessionTransport>(tcp_, compute_.get_executor());
         device_.restart_clock();  // scheduled slowdowns count from the assignment
         s.loop = std::make_unique<DeviceLoop<ModelSegment, EmulatedDevice, SessionTransport, FifoScheduler>>(
-            *s.segment, device_, *s.transport, *s.scheduler, *s.routing, c.dim);
+            *s.segment, device_, *s.transport, *s.scheduler, *s.routing, c.dim, &trace_);
         wire::Ready r;
         r.weight_bytes = s.segment->weight_bytes();
         r.bytes_received = s.bytes_received;
@@ -527,10 +529,40 @@ private:
 
     // Drops the session; its loop ends once its inbox closes, and the loop's
     // completion handler releases the session's objects after that.
+    // Tracing (docs/protocol.md section 4): Begin starts recording this
+    // device's spans; Collect hands over what was recorded since the last one,
+    // with this worker's clock so that the coordinator can place the spans.
+    asio::awaitable<void> on_trace_request(const wire::TraceRequest& r) {
+        if (r.op == static_cast<std::uint8_t>(wire::TraceOp::Begin)) {
+            trace_.set_enabled(true);
+            log("tracing on");
+            co_return;
+        }
+        if (r.op == static_cast<std::uint8_t>(wire::TraceOp::Sync)) {
+            wire::Trace t;
+            t.now_us = trace_.micros(TraceRecorder::clock::now());
+            co_await tcp_.send_control(kCoordinator, wire::FrameType::Trace, t);
+            co_return;
+        }
+        if (r.op != static_cast<std::uint8_t>(wire::TraceOp::Collect))
+            throw ConfigError("trace request: unknown op " + std::to_string(r.op));
+        wire::Trace t;
+        for (auto& sp : trace_.take(&t.dropped))
+            t.spans.push_back({sp.tid, std::move(sp.name), sp.ts_us, sp.dur_us, std::move(sp.args)});
+        if (session_) {
+            const auto tracks = trace_.tracks();
+            if (const auto it = tracks.find(session_->assign.device_id); it != tracks.end()) t.track_name = it->second;
+        }
+        t.now_us = trace_.micros(TraceRecorder::clock::now());
+        co_await tcp_.send_control(kCoordinator, wire::FrameType::Trace, t);
+    }
+
     void end_session(const std::string& why) {
         if (!session_) return;
         log("session ended: " + why);
         auto s = std::move(session_);
+        trace_.set_enabled(false);  // the next coordinator asks again if it wants a trace
+        trace_.take();
         device_.unreserve(s->reserved);
         if (cache_) cache_->drop_partials();  // a transfer cut short restarts from 0 next time
         if (s->loop) {
@@ -580,6 +612,7 @@ private:
     std::uint64_t local_id_ = 0;
     std::shared_ptr<Session> session_;
     wire::Stats totals_;
+    TraceRecorder trace_{false, wire::kMaxWorkerTraceSpans};  // on while a coordinator asks for a trace
     std::atomic<int> running_loops_{0};
     std::atomic<bool> stopped_{false};
     std::function<void()> stop_guard_;

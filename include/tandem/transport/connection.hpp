@@ -61,6 +61,7 @@ struct LinkOptions {
 struct Frame {
     wire::FrameType type = wire::FrameType::Data;
     std::vector<std::byte> payload;
+    std::chrono::steady_clock::time_point started{};  // when its header had arrived (the payload's transfer began)
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -176,6 +177,7 @@ public:
         const auto start = clock::now();
         Frame f;
         f.type = h.type;
+        f.started = start;
         f.payload.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(h.length, kReadChunk)));
         std::uint64_t got = 0;
         while (got < h.length) {

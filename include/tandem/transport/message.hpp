@@ -5,6 +5,7 @@
 // one token at decode). Transports move messages; they do not look inside.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -46,6 +47,10 @@ struct Message {
     std::vector<Tensor> tensors;
     std::string text;                      // Control verb or Error reason
     DeviceId lost_device = 0;              // Error: the device found unreachable (0: none; the step itself failed)
+    // Not on the wire: when the receiving transport began reading this
+    // message and when it had decoded it (the trace's "receive" span; zero
+    // for transports that do not measure it).
+    std::chrono::steady_clock::time_point receive_began{}, received{};
 
     const Tensor* find(const std::string& name) const {
         for (const auto& t : tensors)

@@ -170,7 +170,7 @@ struct Stats {
     }
 };
 
-/// Live migration (coordinator -> worker), see docs/protocol.md section 6.
+/// Live migration (coordinator -> worker), see docs/protocol.md section 4.
 /// Export: send the KV caches of `layers` for every sequence as KvChunk
 /// frames, then a Migrate{Exported} marker. Commit: every KvChunk of the new
 /// layers has been sent; answer Ready once they are imported.
@@ -200,6 +200,52 @@ struct KvChunk {
         vec(ar, v);
     }
 };
+
+/// Tracing a remote pipeline (docs/protocol.md section 4): Begin turns the
+/// worker's span recorder on; Sync asks for the worker's clock only (a small
+/// Trace frame, for the clock offset); Collect asks for every span recorded
+/// since the last Collect. Sync and Collect are answered by a Trace frame.
+enum class TraceOp : std::uint8_t { Begin = 1, Collect = 2, Sync = 3 };
+struct TraceRequest {
+    std::uint8_t op = 0;
+    template <class A>
+    void serialize(A& ar) {
+        ar(op);
+    }
+};
+
+/// One span of a worker's trace: track (the device id), name ("compute",
+/// "send", "receive", "idle"), start and length in microseconds on the
+/// worker's clock, and a JSON object body of arguments.
+struct TraceSpan {
+    std::uint32_t track = 0;
+    std::string name;
+    double start_us = 0, dur_us = 0;
+    std::string args;
+    template <class A>
+    void serialize(A& ar) {
+        ar(track);
+        str(ar, name);
+        ar(start_us, dur_us);
+        str(ar, args);
+    }
+};
+struct Trace {
+    double now_us = 0;         // the worker's clock when it answered (for the offset)
+    std::uint64_t dropped = 0; // spans not kept (over the worker's cap)
+    std::string track_name;    // e.g. "device 2 (phone-low)"
+    std::vector<TraceSpan> spans;
+    template <class A>
+    void serialize(A& ar) {
+        ar(now_us, dropped);
+        str(ar, track_name);
+        list(ar, spans, 4 + 8 + 16 + 8);
+    }
+};
+
+/// The longest a worker keeps recording before a Collect: bounded memory
+/// and a Trace frame well under the frame limit (about 64 bytes a span).
+inline constexpr std::size_t kMaxWorkerTraceSpans = 200000;
 
 struct ErrorMsg {
     std::string reason;

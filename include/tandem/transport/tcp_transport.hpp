@@ -291,6 +291,8 @@ private:
                     case wire::FrameType::Data: {
                         auto m = wire::from_wire(wire::decode<wire::DataMsg>(f.payload, who), who);
                         m.from = id;  // the link says who sent it, not the payload
+                        m.receive_began = f.started;
+                        m.received = std::chrono::steady_clock::now();
                         co_await inbox_.async_send(asio::error_code{}, std::move(m), asio::use_awaitable);
                         break;
                     }

@@ -35,7 +35,8 @@
 namespace tandem::wire {
 
 inline constexpr std::uint32_t kMagic = 0x4d444e54;  // "TNDM"
-inline constexpr std::uint16_t kProtocolVersion = 1;
+// 2: migration (16-17), placement (32-37) and trace (18-19) frames.
+inline constexpr std::uint16_t kProtocolVersion = 2;
 inline constexpr std::size_t kHeaderSize = 16;
 inline constexpr std::uint64_t kDefaultMaxFrame = 64ull << 20;  // 64 MiB
 
@@ -57,6 +58,8 @@ enum class FrameType : std::uint16_t {
     Bye = 15,         // orderly close
     Migrate = 16,     // coordinator -> worker: new blocks; send/receive KV caches
     KvChunk = 17,     // worker <-> coordinator: KV cache of one layer of one sequence (migration)
+    TraceRequest = 18,  // coordinator -> worker: start recording spans, or hand over those recorded
+    Trace = 19,         // worker -> coordinator: the recorded spans and the worker's clock
     // Placement (32-37): live profiles of devices and links (docs/protocol.md).
     ProfileRequest = 32,  // coordinator -> worker: describe yourself, or time these blocks
     Profile = 33,         // worker -> coordinator: identity, and block times when asked
@@ -85,6 +88,8 @@ inline const char* frame_type_name(FrameType t) noexcept {
         case FrameType::Bye: return "Bye";
         case FrameType::Migrate: return "Migrate";
         case FrameType::KvChunk: return "KvChunk";
+        case FrameType::TraceRequest: return "TraceRequest";
+        case FrameType::Trace: return "Trace";
         case FrameType::ProfileRequest: return "ProfileRequest";
         case FrameType::Profile: return "Profile";
         case FrameType::ProbeRequest: return "ProbeRequest";
