@@ -87,7 +87,6 @@ private:
     mutable std::set<std::string> used_;
 };
 
-/// Parses sizes like "512M", "2G", "1048576".
 /// "a,b,,c" -> {"a", "b", "c"}: a comma-separated list, empty items dropped.
 inline std::vector<std::string> split_list(const std::string& s) {
     std::vector<std::string> out;
@@ -104,6 +103,7 @@ inline std::vector<std::string> split_list(const std::string& s) {
     return out;
 }
 
+/// Parses sizes like "512M", "2G", "1048576".
 inline std::uint64_t parse_bytes(const std::string& s) {
     if (s.empty()) throw std::runtime_error("empty size");
     std::size_t end = 0;

@@ -29,27 +29,12 @@ inline constexpr const char* kAutoPlanHelp = R"(Placement (--plan auto):
   --local-memory LIST   memory limit of each local worker, e.g. 48M,48M,1G (one value: all)
 )";
 
-inline std::vector<std::string> comma_list(const std::string& s) {
-    std::vector<std::string> out;
-    std::string cur;
-    for (const char c : s) {
-        if (c == ',') {
-            if (!cur.empty()) out.push_back(cur);
-            cur.clear();
-        } else {
-            cur += c;
-        }
-    }
-    if (!cur.empty()) out.push_back(cur);
-    return out;
-}
-
 /// The extra `tandem worker` flags of each of `n` local workers from
 /// --local-slowdown and --local-memory.
 inline std::vector<std::vector<std::string>> local_worker_flags(const Args& args, int n) {
     std::vector<std::vector<std::string>> each(static_cast<std::size_t>(std::max(n, 0)));
     auto spread = [&](const char* flag, const char* worker_flag) {
-        const auto v = comma_list(args.str({flag}));
+        const auto v = split_list(args.str({flag}));
         if (v.empty()) return;
         if (v.size() != 1 && static_cast<int>(v.size()) != n)
             throw std::runtime_error(std::string("--") + flag + " needs one value or " + std::to_string(n));

@@ -10,7 +10,8 @@
 // Traces of several processes merge into one: a worker's recorder hands its
 // spans over with take() (times relative to its own origin), and the
 // coordinator adds them with add_foreign() after shifting them onto its own
-// clock (runtime/remote_pipeline.hpp estimates the offset from a round trip).
+// clock (runtime/remote_pipeline.hpp estimates the offset from the shortest
+// of a few small round trips).
 #pragma once
 
 #include <atomic>
@@ -89,11 +90,6 @@ public:
             sp.ts_us += shift_us;
             push(std::move(sp));
         }
-    }
-
-    std::uint64_t dropped() const {
-        std::lock_guard lock(mutex_);
-        return dropped_;
     }
 
     /// Records a span from construction to destruction.

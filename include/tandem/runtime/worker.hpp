@@ -527,36 +527,33 @@ private:
         asio::co_spawn(compute_, loop->run(), [this, keep = session_](std::exception_ptr) { --running_loops_; });
     }
 
-    // Drops the session; its loop ends once its inbox closes, and the loop's
-    // completion handler releases the session's objects after that.
     // Tracing (docs/protocol.md section 4): Begin starts recording this
-    // device's spans; Collect hands over what was recorded since the last one,
-    // with this worker's clock so that the coordinator can place the spans.
+    // device's spans; Sync answers with this worker's clock only (for the
+    // coordinator's clock offset); Collect hands over what was recorded since
+    // the last one, with the device's track name.
     asio::awaitable<void> on_trace_request(const wire::TraceRequest& r) {
         if (r.op == static_cast<std::uint8_t>(wire::TraceOp::Begin)) {
             trace_.set_enabled(true);
             log("tracing on");
             co_return;
         }
-        if (r.op == static_cast<std::uint8_t>(wire::TraceOp::Sync)) {
-            wire::Trace t;
-            t.now_us = trace_.micros(TraceRecorder::clock::now());
-            co_await tcp_.send_control(kCoordinator, wire::FrameType::Trace, t);
-            co_return;
-        }
-        if (r.op != static_cast<std::uint8_t>(wire::TraceOp::Collect))
-            throw ConfigError("trace request: unknown op " + std::to_string(r.op));
         wire::Trace t;
-        for (auto& sp : trace_.take(&t.dropped))
-            t.spans.push_back({sp.tid, std::move(sp.name), sp.ts_us, sp.dur_us, std::move(sp.args)});
-        if (session_) {
-            const auto tracks = trace_.tracks();
-            if (const auto it = tracks.find(session_->assign.device_id); it != tracks.end()) t.track_name = it->second;
+        if (r.op == static_cast<std::uint8_t>(wire::TraceOp::Collect)) {
+            for (auto& sp : trace_.take(&t.dropped))
+                t.spans.push_back({sp.tid, std::move(sp.name), sp.ts_us, sp.dur_us, std::move(sp.args)});
+            if (session_) {
+                const auto tracks = trace_.tracks();
+                if (const auto it = tracks.find(session_->assign.device_id); it != tracks.end()) t.track_name = it->second;
+            }
+        } else if (r.op != static_cast<std::uint8_t>(wire::TraceOp::Sync)) {
+            throw ConfigError("trace request: unknown op " + std::to_string(r.op));
         }
         t.now_us = trace_.micros(TraceRecorder::clock::now());
         co_await tcp_.send_control(kCoordinator, wire::FrameType::Trace, t);
     }
 
+    // Drops the session; its loop ends once its inbox closes, and the loop's
+    // completion handler releases the session's objects after that.
     void end_session(const std::string& why) {
         if (!session_) return;
         log("session ended: " + why);
