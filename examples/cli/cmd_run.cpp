@@ -41,7 +41,11 @@ Runs a model split over several devices. Without -m it uses the embedded stories
       --threads-per-worker T   compute threads of each local worker (default 1)
       --quiet             print only the generated text
       --cache-dir DIR     weight cache shared by the --local-workers (default: each its own)
-      --failover          survive a lost worker: re-plan over the others, replay the requests
+      --failover          survive a lost worker: re-plan over the others (and any on standby),
+                          replay the requests; a lost worker's address is dialled again every
+                          second, and a worker that answers there stands by for the next re-plan
+      --standby LIST      more workers (HOST:PORT,...) connected at the start, holding no blocks
+                          until a failover re-plan takes them
       --balance           move blocks at runtime when a worker's measured speed drifts
       --balance-threshold X   relative gain needed to move (default 0.2)
       --local-schedule S,...  (--local-workers) each worker's slowdown schedule, one step each
@@ -75,6 +79,8 @@ int cmd_run(int argc, char** argv) {
     const bool quiet = args.flag({"quiet"});
     const int local = args.num<int>({"local-workers"}, 0);
     const auto devices_arg = args.str({"devices"});
+    const auto standby_arg = args.str({"standby"});
+    if (local > 0 && !standby_arg.empty()) throw std::runtime_error("--standby goes with --devices, not --local-workers");
     if ((local > 0) == !devices_arg.empty())
         throw std::runtime_error("give either --devices HOST:PORT,... or --local-workers N");
 
@@ -86,6 +92,7 @@ int cmd_run(int argc, char** argv) {
     ro.max_in_flight = static_cast<std::size_t>(args.num<int>({"in-flight"}, parallel));
     ro.max_batch = static_cast<std::size_t>(args.num<int>({"batch"}, 1));
     ro.failover = args.flag({"failover"});
+    if (ro.failover) ro.rejoin_interval = std::chrono::milliseconds(1000);
     ro.balance = args.flag({"balance"});
     ro.balancer.threshold = args.num<double>({"balance-threshold"}, ro.balancer.threshold);
     ro.on_event = [](const std::string& e) { log_line("event", e); };
@@ -172,6 +179,7 @@ int cmd_run(int argc, char** argv) {
                      endpoints.size(), tls ? "TLS 1.3" : "plaintext", wire::encoding_name(ro.encoding),
                      ro.link.shape.active() ? (", emulated link " + ro.link.shape.describe()).c_str() : "");
     RemotePipeline pipeline(model, endpoints, plan, ro);
+    for (const auto& d : split_list(standby_arg)) pipeline.add_worker(WorkerEndpoint::parse(d));
 
     auto ids_prompt = tokenizer.encode(prompt, true);
     if (ids_prompt.empty()) ids_prompt.push_back(tokenizer.bos());

@@ -6,6 +6,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <mutex>
+#include <thread>
 
 #include <tandem/core/thread_pool.hpp>
 
@@ -111,6 +113,87 @@ TEST_CASE("resilience: a worker killed (SIGKILL) mid-generation with 3 requests 
     MESSAGE("recovered from the kill: re-plan " << ev.replan_seconds * 1e3 << " ms, next token after "
                                                 << ev.recovery_seconds * 1e3 << " ms, " << ev.replayed_steps
                                                 << " steps replayed for " << ev.requests << " requests");
+}
+
+TEST_CASE("resilience: a new worker and a killed worker that comes back join, and each failover uses them; texts "
+          "unchanged" * doctest::timeout(180)) {
+    const FastLinks fl;
+    Workers cl("join", 2, fl);
+    const auto model = Model::from_file(GgufFile::open(test::stories260k()), BlockRange{0, 0});
+    const auto expected = alone(Model::open(test::stories260k()));
+    auto ro = remote_options(cl.tls.get(), fl);
+    ro.max_in_flight = 3;
+    ro.failover = true;
+    ro.rejoin_interval = std::chrono::milliseconds(100);
+    std::vector<std::string> events;
+    std::mutex events_mutex;
+    ro.on_event = [&](const std::string& e) {
+        std::lock_guard lock(events_mutex);
+        events.push_back(e);
+    };
+    RemotePipeline p(model, endpoints(cl.ws), Plan::even(model->config(), device_ids(2)), ro);
+
+    // A new device joins before the run: it stands by, holding no blocks.
+    WorkerProcess w3(cl.dir, "w3", cl.key, fl.args());
+    REQUIRE(p.add_worker(w3.endpoint()) == 3);
+    CHECK(p.standby() == std::vector<DeviceId>{3});
+    CHECK(p.plan().stage_of_device(3) == nullptr);
+
+    // Mid-generation: worker 2 is killed (the re-plan takes 1 and the standby
+    // 3); a worker starts again at worker 2's address and is dialled back in
+    // as device 4; then worker 1 is killed (the re-plan takes 3 and 4).
+    const auto w2_port = cl.ws[1]->port();
+    std::unique_ptr<WorkerProcess> back;
+    Plan after_first;
+    bool rejoined = false;
+    std::size_t sampled = 0;
+    for (const auto& pr : kPrompts) {
+        RequestSpec r;
+        r.prompt = pr;
+        r.max_tokens = kTokens;
+        r.on_token = [&](RequestId, std::int32_t) {
+            ++sampled;
+            if (sampled == 30) cl.ws[1]->kill(SIGKILL);
+            if (sampled == 70) {
+                after_first = p.plan();
+                back = std::make_unique<WorkerProcess>(cl.dir, "w2-back", cl.key, fl.args(), "", w2_port);
+                // The coordinator dials the address again every 100 ms.
+                for (int i = 0; i < 500 && !rejoined; ++i) {
+                    const auto sb = p.standby();
+                    rejoined = std::find(sb.begin(), sb.end(), DeviceId{4}) != sb.end();
+                    if (!rejoined) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                }
+            }
+            if (sampled == 100) cl.ws[0]->kill(SIGKILL);
+            return true;
+        };
+        p.submit(std::move(r));
+    }
+    const auto results = p.run();
+    REQUIRE(results.size() == kPrompts.size());
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        INFO("request " << i);
+        CHECK(results[i].error.empty());
+        CHECK(results[i].tokens == expected[i]);
+    }
+    std::string all_events;
+    for (const auto& e : events) all_events += e + "\n";
+    INFO("events:\n" << all_events);
+    CHECK(rejoined);
+    REQUIRE(p.recoveries().size() == 2);
+    CHECK(p.recoveries()[0].lost == 2);
+    CHECK(p.recoveries()[1].lost == 1);
+    // The first re-plan used the new device, the second the one that came back.
+    CHECK(after_first.stage_of_device(1) != nullptr);
+    CHECK(after_first.stage_of_device(3) != nullptr);
+    const auto final_plan = p.plan();
+    CHECK(final_plan.stages.size() == 2);
+    CHECK(final_plan.stage_of_device(3) != nullptr);
+    CHECK(final_plan.stage_of_device(4) != nullptr);
+    CHECK(all_events.find("join: device 3") != std::string::npos);
+    CHECK(all_events.find("join: device 4") != std::string::npos);
+    // The device that came back computed steps for the requests.
+    CHECK(p.stats(4).steps > 0);
 }
 
 TEST_CASE("resilience: a frozen worker (SIGSTOP) is dropped after the idle timeout and generation continues" *

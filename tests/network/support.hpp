@@ -226,10 +226,12 @@ struct FastLinks {
 class WorkerProcess {
 public:
     /// `key` empty: --insecure. `extra` goes at the end of the command line.
+    /// `port` 0: a free one.
     WorkerProcess(const std::string& dir, const std::string& name, const std::string& key,
-                  std::vector<std::string> extra = {}, const std::string& cache_dir = "")
+                  std::vector<std::string> extra = {}, const std::string& cache_dir = "", std::uint16_t port = 0)
         : cache_(cache_dir.empty() ? dir + "/cache-" + name : cache_dir) {
-        std::vector<std::string> argv = {cli(), "worker", "--listen", "127.0.0.1:0", "--name", name, "--threads", "1",
+        std::vector<std::string> argv = {cli(),    "worker", "--listen",  "127.0.0.1:" + std::to_string(port),
+                                         "--name", name,     "--threads", "1",
                                          "--cache-dir", cache_};
         if (key.empty()) {
             argv.push_back("--insecure");

@@ -79,6 +79,12 @@ struct RemoteOptions {
     /// (default: an even split) and replay every active request. Off when false.
     bool failover = false;
     std::function<Plan(const std::vector<DeviceId>& alive)> replan;
+    /// With failover: dial a lost worker's address again every
+    /// `rejoin_interval`; a worker that answers there joins as a new device
+    /// on standby (see RemotePipeline::add_worker). 0: never. Off by default
+    /// in the library: an address can be reused by a different worker, which
+    /// a cluster key (TLS) tells apart and --insecure does not.
+    std::chrono::milliseconds rejoin_interval{0};
     /// Runtime load balancing: every `balance_interval`, read each worker's
     /// step times, and move blocks when the measured bottleneck drifts from
     /// the plan (see runtime/balancer.hpp).
@@ -95,7 +101,8 @@ public:
 
     /// `plan` names devices 1..N for workers[0..N-1].
     RemotePipeline(std::shared_ptr<const Model> model, std::vector<WorkerEndpoint> workers, Plan plan, RemoteOptions opt)
-        : model_(std::move(model)), workers_(std::move(workers)), opt_(std::move(opt)),
+        : model_(std::move(model)), workers_(workers.begin(), workers.end()), n_workers_(workers_.size()),
+          opt_(std::move(opt)),
           scheduler_(opt_.max_in_flight, opt_.max_batch),
           routing_(plan, kCoordinator, model_->config().n_blocks()),
           tcp_(net_.get_executor(), kCoordinator,
@@ -222,6 +229,28 @@ public:
     const std::vector<RecoveryEvent>& recoveries() const noexcept { return coordinator_->recoveries(); }
     Coordinator<TcpTransport, FifoScheduler>& coordinator() noexcept { return *coordinator_; }
 
+    /// Connects one more worker while the pipeline runs: a new device, or one
+    /// that came back after it was lost (under a new device id). It stands by,
+    /// holding no blocks, until a re-plan uses it: the next failover re-plans
+    /// over the surviving devices and every device on standby, and
+    /// migrate_at may name it. Returns its device id. Throws what the first
+    /// connection would (AuthError, ProtocolError, PeerLostError). Call it
+    /// from any thread but the pipeline's own network thread.
+    DeviceId add_worker(const WorkerEndpoint& w) {
+        auto joining = join(w);  // named: GCC 12 mishandles temporaries in co_spawn/co_await
+        return asio::co_spawn(net_, std::move(joining), asio::use_future).get();
+    }
+
+    /// Connected workers that hold no blocks of the current plan: joined
+    /// with add_worker (or by coming back), or left out by a move.
+    std::vector<DeviceId> standby() const {
+        const auto plan = routing_.plan();
+        std::vector<DeviceId> out;
+        for (DeviceId id = 1; id <= n_workers_.load(); ++id)
+            if (!plan.stage_of_device(id) && tcp_.connected(id)) out.push_back(id);
+        return out;
+    }
+
     /// Survive lost workers (see RemoteOptions::failover).
     void enable_failover() {
         coordinator_->on_device_lost([this](DeviceId lost, const std::string& why) -> asio::awaitable<void> {
@@ -229,6 +258,8 @@ public:
             std::vector<DeviceId> alive;
             for (const auto& st : routing_.plan().stages)
                 if (st.device != lost) alive.push_back(st.device);
+            for (const auto id : standby())
+                if (id != lost) alive.push_back(id);
             if (alive.empty()) throw PeerLostError("device " + std::to_string(lost), "no worker left to run the model");
             const Plan next = opt_.replan ? opt_.replan(alive) : Plan::even(model_->config(), alive);
             co_await switch_plan(next, lost);
@@ -252,6 +283,8 @@ private:
     // A lost link wakes whoever waits for that worker's control frames (setup,
     // stats): a Bye frame in its control inbox carries why (Bye itself never
     // reaches on_control).
+    // With failover and a rejoin interval, the lost worker's address is
+    // dialled again until a worker answers there.
     void on_lost(DeviceId id, const std::string& why) {
         const auto it = control_.find(id);
         if (it == control_.end()) return;
@@ -259,6 +292,44 @@ private:
         f.type = wire::FrameType::Bye;
         f.payload = wire::encode(wire::ErrorMsg{why});
         it->second->try_send(asio::error_code{}, std::move(f));
+        if (opt_.failover && opt_.rejoin_interval.count() > 0 && !shut_ && id >= 1 && id <= workers_.size())
+            asio::co_spawn(net_, rejoin_loop(workers_[id - 1]), asio::detached);
+    }
+
+    // ---- devices joining ----
+    // Runs on the network thread. workers_ is a deque: references that
+    // install() and expect_one_of() hold across co_awaits stay valid.
+    asio::awaitable<DeviceId> join(WorkerEndpoint w) {
+        auto [conn, ack] = co_await tcp_.dial(w.host, w.port, wire::Role::Coordinator);
+        workers_.push_back(w);
+        const auto id = static_cast<DeviceId>(workers_.size());
+        control_.emplace(id, std::make_unique<ControlInbox>(net_.get_executor(), 64));
+        acks_[id] = ack;
+        tcp_.set_address(id, w.host, w.port);
+        tcp_.attach(id, conn);
+        n_workers_.store(workers_.size());
+        event("join: device " + std::to_string(id) + " = " + w.str() + " ('" + ack.name + "', " +
+              std::to_string(ack.threads) + " threads) stands by for the next re-plan");
+        co_return id;
+    }
+
+    asio::awaitable<void> rejoin_loop(WorkerEndpoint w) {
+        if (!rejoining_.insert(w.str()).second) co_return;  // already dialling there
+        log("rejoin: dialling " + w.str() + " every " + std::to_string(opt_.rejoin_interval.count()) +
+            " ms until a worker answers there");
+        asio::steady_timer t(net_);
+        while (!shut_) {
+            t.expires_after(opt_.rejoin_interval);
+            asio::error_code ec;
+            co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            if (ec || shut_) break;
+            try {
+                co_await join(w);
+                break;
+            } catch (const std::exception&) {  // not back yet (refused), or not ours (wrong key, model)
+            }
+        }
+        rejoining_.erase(w.str());
     }
 
     // The next control frame from `id`, which must be of type `want` (an Error
@@ -603,7 +674,9 @@ private:
     }
 
     std::shared_ptr<const Model> model_;
-    std::vector<WorkerEndpoint> workers_;
+    std::deque<WorkerEndpoint> workers_;  // device id - 1; grows on the network thread (join)
+    std::atomic<std::size_t> n_workers_{0};  // workers_.size() for other threads
+    std::set<std::string> rejoining_;        // addresses being dialled again (network thread)
     RemoteOptions opt_;
     FifoScheduler scheduler_;
     Routing routing_;
