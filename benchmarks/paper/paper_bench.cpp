@@ -5,8 +5,8 @@
 //      an even split (the paper's baseline), a memory-proportional split and
 //      the best single device;
 //   2. K requests in flight: the same comparison, throughput objective;
-//   3. a device slows down mid-run (--slowdown-schedule), balancer off (and
-//      on with --balancer, when RemoteOptions has a `balance` member: see set_balance).
+//   3. a device slows down mid-run (--slowdown-schedule), with the runtime
+//      balancer off and on (RemoteOptions::balance; --no-balancer: off only).
 //
 // Every device is a `tandem worker` child process with an emulation preset
 // (high-end / mid-range / low-end: compute slowdown by sleeping, memory
@@ -48,18 +48,6 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 double since(clock_type::time_point t0) { return std::chrono::duration<double>(clock_type::now() - t0).count(); }
 
-// The runtime balancer of issue 8. When RemoteOptions grows a `balance`
-// member (a bool, or a struct with `enabled`), experiment 3's "on" arm runs
-// by itself; nothing else here needs to change.
-template <typename O>
-constexpr bool kHasBalance = requires(O o) { o.balance = true; } || requires(O o) { o.balance.enabled = true; };
-template <typename O>
-void set_balance(O& o, bool on) {
-    if constexpr (requires { o.balance = true; }) o.balance = on;
-    else if constexpr (requires { o.balance.enabled = true; }) o.balance.enabled = on;
-    else (void)on;
-}
-
 struct Mix {
     std::string name;
     std::vector<std::string> presets;
@@ -88,7 +76,7 @@ struct Config {
     double slow_at = 0;  // experiment 3: seconds after assignment; 0: by mode
     double slow_factor = 3;
     bool exp3_only = false;  // skip experiments 1 and 2 (experiment 3 uses the throughput plan)
-    bool balancer = false;   // experiment 3's "balancer on" arm (needs RemoteOptions::balance)
+    bool balancer = true;    // experiment 3's "balancer on" arm (--no-balancer: without it)
 };
 
 const Mix kMix3{"3dev", {"high-end", "mid-range", "low-end"}};
@@ -290,6 +278,7 @@ struct RunOutcome {
     std::size_t tokens = 0;
     std::vector<double> token_times;  // s since run start, every sampled token
     std::vector<Sample> samples;
+    std::vector<std::string> events;  // the balancer's, as they happened (with the run time)
 };
 
 RunOutcome run_once(const Env& env, const std::shared_ptr<const Model>& model, const std::vector<WorkerEndpoint>& eps,
@@ -300,13 +289,20 @@ RunOutcome run_once(const Env& env, const std::shared_ptr<const Model>& model, c
     ro.link.idle_timeout = std::chrono::milliseconds(30000);  // slow emulated phones on a busy 2-core machine
     ro.max_in_flight = static_cast<std::size_t>(k);
     ro.trace = trace;
-    set_balance(ro, balance);
+    ro.balance = balance;
     RunOutcome out;
+    std::mutex mu;
+    auto t0 = clock_type::now();
+    ro.on_event = [&](const std::string& e) {
+        std::lock_guard lock(mu);
+        char at[32];
+        std::snprintf(at, sizeof at, "%.2f s: ", since(t0));
+        out.events.push_back(at + e);
+    };
     const auto s0 = clock_type::now();
     RemotePipeline p(model, eps, plan, ro);
     out.setup_seconds = since(s0);
-    std::mutex mu;
-    auto t0 = clock_type::now();
+    t0 = clock_type::now();
     for (int i = 0; i < k; ++i) {
         RequestSpec r;
         r.prompt = prompt;
@@ -461,12 +457,11 @@ Json run_slowdown(const Env& env, const ModelCase& mc, const std::shared_ptr<con
 
     Json arms = Json::Array{};
     std::vector<std::pair<std::string, bool>> modes{{"balancer off", false}};
-    if constexpr (kHasBalance<RemoteOptions>)
-        if (env.cfg.balancer) modes.push_back({"balancer on", true});
+    if (env.cfg.balancer) modes.push_back({"balancer on", true});
     for (const auto& [label, on] : modes) {
-        // With the balancer on, it polls the workers' statistics itself (their
-        // control inboxes have one reader at a time), so only tokens are timed.
-        const auto r = run_once(env, model, workers->endpoints(), plan, k, tokens, prompt, on, !on, &trace);
+        // The suite's statistics polls and the balancer's take turns on the
+        // workers' control links (RemotePipeline serializes them).
+        const auto r = run_once(env, model, workers->endpoints(), plan, k, tokens, prompt, on, true, &trace);
         // The schedule's clock starts when the worker is assigned, during setup.
         const double slow_rel = std::max(0.0, at - r.setup_seconds);
         std::size_t before = 0, after = 0;
@@ -475,6 +470,7 @@ Json run_slowdown(const Env& env, const ModelCase& mc, const std::shared_ptr<con
         const double after_rate = r.seconds > slow_rel ? static_cast<double>(after) / (r.seconds - slow_rel) : 0;
         std::printf("  %-13s %8.2f tok/s overall, %8.2f before the slowdown, %8.2f after (%.1f s)\n", label.c_str(),
                     r.tokens_per_s, before_rate, after_rate, r.seconds);
+        for (const auto& e : r.events) std::printf("      %s\n", e.c_str());
         TimelineSeries ts;
         ts.arm = label;
         ts.slowdown_at = slow_rel;
@@ -517,6 +513,9 @@ Json run_slowdown(const Env& env, const ModelCase& mc, const std::shared_ptr<con
         j.set("tokens_per_s_after", after_rate);
         j.set("seconds", r.seconds);
         j.set("slowdown_at_run_seconds", slow_rel);
+        Json ev = Json::Array{};
+        for (const auto& e : r.events) ev.push(e);
+        j.set("events", std::move(ev));
         arms.push(std::move(j));
     }
     Json o;
@@ -527,7 +526,6 @@ Json run_slowdown(const Env& env, const ModelCase& mc, const std::shared_ptr<con
     o.set("slowed_device", cluster.device(victim).name);
     o.set("schedule", std::string(sched));
     o.set("placement", ours.describe(cluster));
-    o.set("balancer_available", kHasBalance<RemoteOptions>);
     o.set("arms", std::move(arms));
     return o;
 }
@@ -550,7 +548,7 @@ Runs the paper's experiments on emulated devices (tandem worker processes).
   --slow-factor F    experiment 3: how much slower (default 3)
   --tandem PATH      the tandem program (default: the one built with this suite)
   --exp3-only        only experiment 3 (after one run of experiment 2 for its plan)
-  --balancer         experiment 3 also with the runtime balancer (RemoteOptions::balance)
+  --no-balancer      experiment 3 without its "balancer on" arm (RemoteOptions::balance)
 )";
 
 int main_impl(int argc, char** argv) {
@@ -575,7 +573,8 @@ int main_impl(int argc, char** argv) {
         else if (a == "--slow-factor") cfg.slow_factor = std::stod(next());
         else if (a == "--tandem") cfg.tandem = next();
         else if (a == "--exp3-only") cfg.exp3_only = true;
-        else if (a == "--balancer") cfg.balancer = true;
+        else if (a == "--balancer") cfg.balancer = true;  // the default; accepted as before
+        else if (a == "--no-balancer") cfg.balancer = false;
         else if (a == "--help" || a == "-h") {
             std::fputs(kHelp, stdout);
             return 0;
