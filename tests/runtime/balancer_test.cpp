@@ -230,3 +230,52 @@ TEST_CASE("balancer: a move that delivers keeps the threshold where it was") {
     CHECK(bal.failed_moves() == 0);
     CHECK(bal.threshold() == doctest::Approx(BalancerOptions{}.threshold));
 }
+
+TEST_CASE("balancer: windows with prompt steps are skipped, so a prompt does not look like a slow device") {
+    Monitor m(0.3);
+    CHECK(!m.add(1, {0.0, 0, 0}));  // the first sample only sets the baseline
+    CHECK(m.add(1, {1.0, 10, 10}));  // 10 decode steps, 0.1 s each
+    REQUIRE(m.step_seconds(1).has_value());
+    CHECK(*m.step_seconds(1) == doctest::Approx(0.1));
+    // One window holds a 50-token prompt step: 2 s for 1 step, not a decode speed.
+    m.start_window();
+    CHECK(!m.add(1, {3.0, 11, 60}));
+    CHECK(*m.step_seconds(1) == doctest::Approx(0.1));
+    CHECK(!m.recent_mean(1, 1).has_value());  // not fresh: the trigger waits
+    // Decode again: measured from the new baseline.
+    m.start_window();
+    CHECK(m.add(1, {4.0, 21, 70}));
+    CHECK(*m.step_seconds(1) == doctest::Approx(0.1));
+    CHECK(*m.recent_mean(1, 1) == doctest::Approx(0.1));
+    // Samples without token counts (0) are taken as decode, as before.
+    Monitor old(0.3);
+    old.add(2, {0.0, 0});
+    CHECK(old.add(2, {2.0, 1}));
+    CHECK(*old.step_seconds(2) == doctest::Approx(2.0));
+
+    // The balancer: device 2 meets a long prompt step in one window while
+    // the others meet theirs in other windows; nothing moves.
+    const std::vector<double> cost(12, 1.0), mem(12, 1.0);
+    BalancerOptions o;
+    o.patience = 1;
+    o.cooldown = 0;
+    Balancer bal(o, cost, mem);
+    const Plan plan = Plan{{{1, {0, 4}}, {2, {4, 8}}, {3, {8, 12}}}};
+    std::map<DeviceId, DeviceSample> total;
+    for (const DeviceId d : {1u, 2u, 3u}) total[d] = {};
+    for (int w = 0; w < 12; ++w) {
+        for (const DeviceId d : {1u, 2u, 3u}) {
+            auto& t = total[d];
+            if (w == 2 + static_cast<int>(d)) {  // this device's prompt step: 40 tokens, 40x a decode step
+                t.busy_seconds += 40 * 4e-3;
+                t.steps += 1;
+                t.tokens += 40;
+            }
+            t.busy_seconds += 10 * 4e-3;
+            t.steps += 10;
+            t.tokens += 10;
+        }
+        CHECK_MESSAGE(!bal.window(plan, total, {}, 1000), "window " << w);
+    }
+    CHECK(bal.moves() == 0);
+}

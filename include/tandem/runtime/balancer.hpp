@@ -44,9 +44,12 @@ struct BalancerOptions {
 };
 
 /// One device's cumulative counters, as its device loop reports them.
+/// `tokens` (token positions computed) tells decode windows from windows
+/// with prompt steps; 0 when not known.
 struct DeviceSample {
     double busy_seconds = 0;
     std::uint64_t steps = 0;
+    std::uint64_t tokens = 0;
 };
 
 class Monitor {
@@ -54,7 +57,11 @@ public:
     explicit Monitor(double alpha = 0.3) : alpha_(alpha) {}
 
     /// Feeds cumulative counters; the difference to the previous sample of
-    /// the same device is one window. Returns false when the window had no step.
+    /// the same device is one window. Returns false when the window had no
+    /// step, or had a step of several tokens (a prompt, or a failover's
+    /// replay): such a step costs the prompt's length in decode steps, and
+    /// devices meet it in different windows, so it says nothing about their
+    /// decode speed. The window is skipped, not averaged in.
     bool add(DeviceId d, DeviceSample s) {
         auto& st = dev_[d];
         const bool have_prev = st.have_prev;
@@ -62,6 +69,7 @@ public:
         st.prev = s;
         st.have_prev = true;
         if (!have_prev || s.steps <= prev.steps || s.busy_seconds < prev.busy_seconds) return false;
+        if (s.tokens != 0 && s.tokens - prev.tokens != s.steps - prev.steps) return false;
         const double t = (s.busy_seconds - prev.busy_seconds) / static_cast<double>(s.steps - prev.steps);
         st.step_seconds = st.have_ewma ? alpha_ * t + (1 - alpha_) * st.step_seconds : t;
         st.have_ewma = true;

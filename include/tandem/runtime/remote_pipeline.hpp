@@ -406,7 +406,7 @@ private:
                 for (const auto& st : plan.stages) {
                     if (!tcp_.connected(st.device)) co_return;  // a lost worker: failover's business
                     const auto s = co_await ask_stats(st.device);
-                    samples[st.device] = {s.busy_seconds, s.steps};
+                    samples[st.device] = {s.busy_seconds, s.steps, s.tokens};
                     const auto it = acks_.find(st.device);
                     if (it != acks_.end()) budget[st.device] = static_cast<double>(it->second.memory_budget);
                 }
