@@ -12,6 +12,7 @@
 
 #include "args.hpp"
 #include "commands.hpp"
+#include "progress.hpp"
 
 namespace tandem::cli {
 
@@ -62,29 +63,14 @@ int cmd_quantize(int argc, char** argv) {
 
     const auto in = GgufFile::open(in_path);
     ThreadPool pool(threads);
-    const bool tty = ::isatty(2) != 0;
-    const auto t0 = std::chrono::steady_clock::now();
-    auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-    int last_decile = -1;
+    WriteProgress progress;
     QuantizeOptions opt{*type, strict, &pool, {}};
-    opt.on_tensor = [&](const QuantizeProgress& p) {
-        if (p.bytes_total < (64u << 20)) return;  // small files are written before progress could matter
-        const double frac = p.bytes_total ? static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total) : 1.0;
-        if (tty) {
-            std::fprintf(stderr, "\r  [%4zu/%zu] %5.1f%%  %6.1f s  %-32s", p.tensor, p.n_tensors, 100.0 * frac, elapsed(),
-                         std::string(p.name).c_str());
-            if (p.tensor == p.n_tensors) std::fputc('\n', stderr);
-        } else if (const int d = static_cast<int>(frac * 10); d != last_decile) {
-            last_decile = d;
-            std::fprintf(stderr, "  [%4zu/%zu] %5.1f%%  %6.1f s\n", p.tensor, p.n_tensors, 100.0 * frac, elapsed());
-        }
-        std::fflush(stderr);
-    };
+    opt.on_tensor = [&progress](const QuantizeProgress& p) { progress(p); };
 
     QuantizePlan plan;
     const auto writer = make_quantize_writer(in, opt, &plan);
     writer.write(out_path);
-    const double secs = elapsed();
+    const double secs = progress.seconds();
 
     if (verbose) {
         for (const auto& e : plan.tensors)

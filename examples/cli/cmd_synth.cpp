@@ -18,6 +18,7 @@
 
 #include "args.hpp"
 #include "commands.hpp"
+#include "progress.hpp"
 
 namespace tandem::cli {
 
@@ -247,24 +248,9 @@ int cmd_synth(int argc, char** argv) {
     if (!args.positional().empty()) throw std::runtime_error("unexpected argument '" + args.positional()[0] + "'");
 
     ThreadPool pool(threads);
-    const bool tty = ::isatty(2) != 0;
-    const auto t0 = std::chrono::steady_clock::now();
-    auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-    int last_decile = -1;
+    WriteProgress progress;
     SynthOptions opt{*type, seed, &pool, {}};
-    opt.on_tensor = [&](const SynthProgress& p) {
-        if (p.bytes_total < (64u << 20)) return;  // small files are written before progress could matter
-        const double frac = p.bytes_total ? static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total) : 1.0;
-        if (tty) {
-            std::fprintf(stderr, "\r  [%4zu/%zu] %5.1f%%  %6.1f s  %-32s", p.tensor, p.n_tensors, 100.0 * frac, elapsed(),
-                         std::string(p.name).c_str());
-            if (p.tensor == p.n_tensors) std::fputc('\n', stderr);
-        } else if (const int d = static_cast<int>(frac * 10); d != last_decile) {
-            last_decile = d;
-            std::fprintf(stderr, "  [%4zu/%zu] %5.1f%%  %6.1f s\n", p.tensor, p.n_tensors, 100.0 * frac, elapsed());
-        }
-        std::fflush(stderr);
-    };
+    opt.on_tensor = [&progress](const SynthProgress& p) { progress(p); };
 
     SynthSummary sum;
     const auto writer = make_synth_writer(shape, vocab, opt, &sum);
@@ -278,7 +264,7 @@ int cmd_synth(int argc, char** argv) {
                      sum.kept_f32.size(), std::string(type_name(*type)).c_str(), sum.kept_f32.front().c_str());
     }
     writer.write(out);
-    const double secs = elapsed();
+    const double secs = progress.seconds();
     std::printf("wrote %s: %s, %zu tensors, %s weights, %.1f s (%.0f MiB/s), peak memory %.1f MiB\n", out.c_str(),
                 human_bytes(sum.file_bytes).c_str(), sum.n_tensors, std::string(type_name(*type)).c_str(), secs,
                 to_mib(sum.file_bytes) / std::max(secs, 1e-9), to_mib(peak_rss_bytes()));

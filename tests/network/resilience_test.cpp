@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -27,6 +28,30 @@ std::vector<std::vector<std::int32_t>> alone(const std::shared_ptr<const Model>&
     std::vector<std::vector<std::int32_t>> out;
     for (const auto& p : kPrompts) out.push_back(g.generate(p, {.max_tokens = kTokens}));
     return out;
+}
+
+/// Every request finished without an error and with its text when generated alone.
+void check_texts(const std::vector<RequestResult>& results, const std::vector<std::vector<std::int32_t>>& expected) {
+    REQUIRE(results.size() == expected.size());
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        INFO("request " << i);
+        CHECK(results[i].error.empty());
+        CHECK(results[i].tokens == expected[i]);
+    }
+}
+
+/// Submits kPrompts; `on_token` runs after every sampled token.
+void submit_prompts(RemotePipeline& p, const std::function<void()>& on_token, std::int32_t max_tokens = kTokens) {
+    for (const auto& pr : kPrompts) {
+        RequestSpec r;
+        r.prompt = pr;
+        r.max_tokens = max_tokens;
+        r.on_token = [on_token](RequestId, std::int32_t) {
+            on_token();
+            return true;
+        };
+        p.submit(std::move(r));
+    }
 }
 
 struct Workers {
@@ -62,12 +87,7 @@ TEST_CASE("resilience: blocks move between workers mid-generation with 3 request
     p.migrate_at(second, 70);
     for (const auto& pr : kPrompts) p.submit({.prompt = pr, .max_tokens = kTokens});
     const auto results = p.run();
-    REQUIRE(results.size() == kPrompts.size());
-    for (std::size_t i = 0; i < results.size(); ++i) {
-        INFO("request " << i);
-        CHECK(results[i].error.empty());
-        CHECK(results[i].tokens == expected[i]);
-    }
+    check_texts(results, expected);
     REQUIRE(p.migration_seconds().size() == 2);
     CHECK(p.plan().describe() == second.describe());
     for (const auto s : p.migration_seconds()) MESSAGE("migration pause: " << s * 1e3 << " ms");
@@ -87,23 +107,11 @@ TEST_CASE("resilience: a worker killed (SIGKILL) mid-generation with 3 requests 
     ro.on_event = [&](const std::string& e) { events.push_back(e); };
     RemotePipeline p(model, endpoints(cl.ws), Plan::even(model->config(), device_ids(3)), ro);
     std::size_t sampled = 0;
-    for (const auto& pr : kPrompts) {
-        RequestSpec r;
-        r.prompt = pr;
-        r.max_tokens = kTokens;
-        r.on_token = [&](RequestId, std::int32_t) {
-            if (++sampled == 40) cl.ws[1]->kill(SIGKILL);  // worker 2, mid-ring
-            return true;
-        };
-        p.submit(std::move(r));
-    }
+    submit_prompts(p, [&] {
+        if (++sampled == 40) cl.ws[1]->kill(SIGKILL);  // worker 2, mid-ring
+    });
     const auto results = p.run();
-    REQUIRE(results.size() == kPrompts.size());
-    for (std::size_t i = 0; i < results.size(); ++i) {
-        INFO("request " << i);
-        CHECK(results[i].error.empty());
-        CHECK(results[i].tokens == expected[i]);
-    }
+    check_texts(results, expected);
     REQUIRE(p.recoveries().size() == 1);
     const auto& ev = p.recoveries().front();
     CHECK(ev.lost == 2);
@@ -147,35 +155,23 @@ TEST_CASE("resilience: a new worker and a killed worker that comes back join, an
     Plan after_first;
     bool rejoined = false;
     std::size_t sampled = 0;
-    for (const auto& pr : kPrompts) {
-        RequestSpec r;
-        r.prompt = pr;
-        r.max_tokens = kTokens;
-        r.on_token = [&](RequestId, std::int32_t) {
-            ++sampled;
-            if (sampled == 30) cl.ws[1]->kill(SIGKILL);
-            if (sampled == 70) {
-                after_first = p.plan();
-                back = std::make_unique<WorkerProcess>(cl.dir, "w2-back", cl.key, fl.args(), "", w2_port);
-                // The coordinator dials the address again every 100 ms.
-                for (int i = 0; i < 500 && !rejoined; ++i) {
-                    const auto sb = p.standby();
-                    rejoined = std::find(sb.begin(), sb.end(), DeviceId{4}) != sb.end();
-                    if (!rejoined) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-                }
+    submit_prompts(p, [&] {
+        ++sampled;
+        if (sampled == 30) cl.ws[1]->kill(SIGKILL);
+        if (sampled == 70) {
+            after_first = p.plan();
+            back = std::make_unique<WorkerProcess>(cl.dir, "w2-back", cl.key, fl.args(), "", w2_port);
+            // The coordinator dials the address again every 100 ms.
+            for (int i = 0; i < 500 && !rejoined; ++i) {
+                const auto sb = p.standby();
+                rejoined = std::find(sb.begin(), sb.end(), DeviceId{4}) != sb.end();
+                if (!rejoined) std::this_thread::sleep_for(std::chrono::milliseconds(20));
             }
-            if (sampled == 100) cl.ws[0]->kill(SIGKILL);
-            return true;
-        };
-        p.submit(std::move(r));
-    }
+        }
+        if (sampled == 100) cl.ws[0]->kill(SIGKILL);
+    });
     const auto results = p.run();
-    REQUIRE(results.size() == kPrompts.size());
-    for (std::size_t i = 0; i < results.size(); ++i) {
-        INFO("request " << i);
-        CHECK(results[i].error.empty());
-        CHECK(results[i].tokens == expected[i]);
-    }
+    check_texts(results, expected);
     std::string all_events;
     for (const auto& e : events) all_events += e + "\n";
     INFO("events:\n" << all_events);
@@ -268,16 +264,11 @@ BalanceRun balance_run(const std::string& tag, bool balance, const std::vector<s
     RemotePipeline p(model, endpoints(ws), Plan::even(model->config(), device_ids(3)), ro);
     const auto t0 = clock::now();
     std::size_t tail_tokens = 0;
-    for (const auto& pr : kPrompts) {
-        RequestSpec r;
-        r.prompt = pr;
-        r.max_tokens = 300;
-        r.on_token = [&](RequestId, std::int32_t) {
+    submit_prompts(
+        p, [&] {
             if (std::chrono::duration<double>(clock::now() - t0).count() >= tail_from) ++tail_tokens;
-            return true;
-        };
-        p.submit(std::move(r));
-    }
+        },
+        300);
     out.results = p.run();
     out.seconds = std::chrono::duration<double>(clock::now() - t0).count();
     out.tail_tokens_per_s = static_cast<double>(tail_tokens) / std::max(1e-9, out.seconds - tail_from);
