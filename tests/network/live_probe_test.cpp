@@ -267,9 +267,11 @@ TEST_CASE("network: a live profile measures real blocks on the worker's own devi
         CHECK(f.decode[k] > 0);
         CHECK(f.prefill[k] > 0);
         // The emulated device (5x) sleeps 4x its real compute after each job:
-        // the worker's own device is what was timed. (Loose: the two processes
-        // share two cores with whatever else runs.)
-        CHECK(s.decode[k] > 2.5 * f.decode[k]);
+        // the worker's own device is what was timed. (Loose: the two workers
+        // are profiled one after the other on two cores shared with whatever
+        // else runs; in an ASan CI run with another test beside it, one kind
+        // measured 2.2x.)
+        CHECK(s.decode[k] > 1.5 * f.decode[k]);
     }
     // Each sampled tensor was streamed once, to each worker's weight cache.
     std::uint64_t tensor_bytes = 0;

@@ -241,12 +241,13 @@ TEST_CASE("balancer: windows with prompt steps are skipped, so a prompt does not
     m.start_window();
     CHECK(!m.add(1, {3.0, 11, 60}));
     CHECK(*m.step_seconds(1) == doctest::Approx(0.1));
-    CHECK(!m.recent_mean(1, 1).has_value());  // not fresh: the trigger waits
+    CHECK(!m.any_fresh());                    // nothing new for the trigger
+    CHECK(!m.recent_mean(1, 2).has_value());  // still one window measured
     // Decode again: measured from the new baseline.
     m.start_window();
     CHECK(m.add(1, {4.0, 21, 70}));
     CHECK(*m.step_seconds(1) == doctest::Approx(0.1));
-    CHECK(*m.recent_mean(1, 1) == doctest::Approx(0.1));
+    CHECK(*m.recent_mean(1, 2) == doctest::Approx(0.1));
     // Samples without token counts (0) are taken as decode, as before.
     Monitor old(0.3);
     old.add(2, {0.0, 0});
@@ -278,4 +279,42 @@ TEST_CASE("balancer: windows with prompt steps are skipped, so a prompt does not
         CHECK_MESSAGE(!bal.window(plan, total, {}, 1000), "window " << w);
     }
     CHECK(bal.moves() == 0);
+}
+
+TEST_CASE("balancer: slow steps extend a window until it holds min_window_steps steps") {
+    Monitor m(0.3, 8);
+    m.add(1, {0.0, 0, 0});
+    // 3 steps of 0.1 s, then 3 more: not yet a window.
+    CHECK(!m.add(1, {0.3, 3, 3}));
+    CHECK(!m.add(1, {0.6, 6, 6}));
+    CHECK(!m.step_seconds(1).has_value());
+    // Two more steps, one of them slow: one window of 8 steps from the first baseline.
+    CHECK(m.add(1, {1.0, 8, 8}));
+    CHECK(*m.step_seconds(1) == doctest::Approx(1.0 / 8));
+
+    // With one step per poll (slow steps), a noisy device whose windows hold
+    // 8 steps each moves nothing, and a 4x slower one still loses blocks.
+    const std::vector<double> cost(12, 1.0), mem(12, 1.0);
+    for (const double factor : {1.0, 4.0}) {
+        BalancerOptions o;  // min_window_steps 8, patience 3
+        Balancer bal(o, cost, mem);
+        Plan plan = Plan{{{1, {0, 4}}, {2, {4, 8}}, {3, {8, 12}}}};
+        Sim sim;
+        sim.per_unit = {{1, 1e-3}, {2, 1e-3}, {3, 1e-3}};
+        std::mt19937 rng(3);
+        int moves = 0;
+        for (int w = 0; w < 400; ++w) {
+            if (w == 40) sim.per_unit[2] = factor * 1e-3;
+            const auto samples = sim.step(plan, cost, 1, rng, 0.6);  // one step per poll, +-60% noise
+            if (auto d = bal.window(plan, samples, {}, 1e6)) {
+                ++moves;
+                plan = d->next;
+            }
+        }
+        INFO("slowdown " << factor);
+        if (factor == 1.0)
+            CHECK(moves == 0);
+        else
+            CHECK(moves >= 1);
+    }
 }

@@ -41,6 +41,7 @@ struct BalancerOptions {
     int cooldown = 5;             // windows to wait after a move
     double migration_seconds = 0.05;  // estimated pause of one move (updated from measured moves)
     bool learn_from_moves = true;     // raise the threshold after moves that did not deliver (Balancer::threshold)
+    std::uint64_t min_window_steps = 8;  // a window spans at least this many steps (Monitor)
 };
 
 /// One device's cumulative counters, as its device loop reports them.
@@ -54,7 +55,10 @@ struct DeviceSample {
 
 class Monitor {
 public:
-    explicit Monitor(double alpha = 0.3) : alpha_(alpha) {}
+    /// `min_steps`: a window spans at least this many steps. When steps are
+    /// slow, a window is extended until it has them (the baseline stays), so
+    /// a device's noise is averaged over as many steps as with fast steps.
+    explicit Monitor(double alpha = 0.3, std::uint64_t min_steps = 1) : alpha_(alpha), min_steps_(min_steps) {}
 
     /// Feeds cumulative counters; the difference to the previous sample of
     /// the same device is one window. Returns false when the window had no
@@ -70,6 +74,10 @@ public:
         st.have_prev = true;
         if (!have_prev || s.steps <= prev.steps || s.busy_seconds < prev.busy_seconds) return false;
         if (s.tokens != 0 && s.tokens - prev.tokens != s.steps - prev.steps) return false;
+        if (s.steps - prev.steps < min_steps_) {  // too few steps yet: extend the window
+            st.prev = prev;
+            return false;
+        }
         const double t = (s.busy_seconds - prev.busy_seconds) / static_cast<double>(s.steps - prev.steps);
         st.step_seconds = st.have_ewma ? alpha_ * t + (1 - alpha_) * st.step_seconds : t;
         st.have_ewma = true;
@@ -78,16 +86,21 @@ public:
         st.fresh = true;
         return true;
     }
-    /// Marks every device's last window as seen (a window without a step
-    /// leaves a device not fresh).
+    /// Marks every device's last window as seen (a window without a step,
+    /// or still being extended, leaves a device not fresh).
     void start_window() {
         for (auto& [d, st] : dev_) st.fresh = false;
     }
-    /// The mean of the device's last `n` windows, if it has that many and
-    /// the newest is from this window.
+    /// Whether any device completed a window since start_window().
+    bool any_fresh() const {
+        for (const auto& [d, st] : dev_)
+            if (st.fresh) return true;
+        return false;
+    }
+    /// The mean of the device's last `n` completed windows, if it has that many.
     std::optional<double> recent_mean(DeviceId d, std::size_t n) const {
         const auto it = dev_.find(d);
-        if (it == dev_.end() || !it->second.fresh || it->second.recent.size() < n || n == 0) return std::nullopt;
+        if (it == dev_.end() || it->second.recent.size() < n || n == 0) return std::nullopt;
         double sum = 0;
         for (std::size_t i = it->second.recent.size() - n; i < it->second.recent.size(); ++i) sum += it->second.recent[i];
         return sum / static_cast<double>(n);
@@ -115,6 +128,7 @@ private:
     };
     static constexpr std::size_t kRecent = 16;
     double alpha_;
+    std::uint64_t min_steps_;
     std::map<DeviceId, Dev> dev_;
 };
 
@@ -177,7 +191,7 @@ public:
     };
 
     Balancer(BalancerOptions opt, std::vector<double> block_cost, std::vector<double> block_memory)
-        : opt_(opt), monitor_(opt.alpha), cost_(std::move(block_cost)), memory_(std::move(block_memory)) {}
+        : opt_(opt), monitor_(opt.alpha, opt.min_window_steps), cost_(std::move(block_cost)), memory_(std::move(block_memory)) {}
 
     Monitor& monitor() noexcept { return monitor_; }
     int moves() const noexcept { return moves_; }
@@ -200,6 +214,9 @@ public:
         }
         check_last_move(plan);
         if (last_move_) return std::nullopt;  // the last move is not measured yet: no new one before it is
+        // No device finished a window (slow steps extend windows to
+        // `min_window_steps`): nothing new to judge, the streak stands.
+        if (!monitor_.any_fresh()) return std::nullopt;
         // The drift must show both in the smoothed times (not a single odd
         // window) and in this window's own times (not the tail of a blip the
         // EWMA still remembers), `patience` windows in a row.
