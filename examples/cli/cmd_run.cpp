@@ -2,6 +2,7 @@
 // coordinator (this process) keeps the tokenizer and sampling; workers run the
 // blocks in a ring, each sending its output straight to the next.
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -228,18 +229,26 @@ int cmd_run(int argc, char** argv) {
     if (!quiet) {
         std::fprintf(stderr, "\n%zu requests, %zu tokens in %.2f s: %.1f tokens/s\n", results.size(), total_tokens, secs,
                      static_cast<double>(total_tokens) / secs);
-        std::fprintf(stderr, "%-8s %-10s %-14s %8s %10s %12s %14s\n", "device", "blocks", "name", "steps", "busy ms",
-                     "weights rx", "bytes/tok/hop");
+        std::fprintf(stderr, "%-8s %-10s %-14s %8s %10s %10s %12s %14s %14s\n", "device", "blocks", "name", "steps",
+                     "busy ms", "queued ms", "weights rx", "bytes/tok/hop", "ms/step (EWMA)");
+        std::map<DeviceId, DeviceMonitor> monitor;  // the balancer's, when it ran
+        for (auto& m : pipeline.monitor()) monitor[m.device] = m;
         for (const auto& st : pipeline.plan().stages) {  // as it ended (balancing, failover)
             const auto s = pipeline.stats(st.device);
+            std::string ewma = "-";
+            if (const auto it = monitor.find(st.device); it != monitor.end() && it->second.step_ewma_seconds) {
+                char buf[32];
+                std::snprintf(buf, sizeof buf, "%.2f", *it->second.step_ewma_seconds * 1e3);
+                ewma = buf;
+            }
             const auto& ready = pipeline.ready().at(st.device);
             const double per_tok = s.activation_tokens_out ? static_cast<double>(s.activation_bytes_out) /
                                                                   static_cast<double>(s.activation_tokens_out)
                                                             : 0.0;
-            std::fprintf(stderr, "%-8u %-10s %-14s %8llu %10.1f %10.2f MB %14.0f\n", st.device,
+            std::fprintf(stderr, "%-8u %-10s %-14s %8llu %10.1f %10.1f %9.2f MB %14.0f %14s\n", st.device,
                          to_string(st.blocks).c_str(), pipeline.workers_info().at(st.device).name.c_str(),
-                         static_cast<unsigned long long>(s.steps), s.busy_seconds * 1e3,
-                         static_cast<double>(ready.bytes_received) / 1e6, per_tok);
+                         static_cast<unsigned long long>(s.steps), s.busy_seconds * 1e3, s.queue_seconds * 1e3,
+                         static_cast<double>(ready.bytes_received) / 1e6, per_tok, ewma.c_str());
         }
         std::fprintf(stderr, "coordinator peak memory: %.1f MiB\n", to_mib(peak_rss_bytes()));
     }

@@ -2,6 +2,7 @@
 // equals token-by-token decoding, and sequences never see each other's cache.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cmath>
 
 #include <tandem/model/model.hpp>
@@ -129,4 +130,38 @@ TEST_CASE("model: bad inputs are refused with typed errors") {
     const auto part = Model::open(test::stories260k(), BlockRange{0, 3});
     Batch p = Batch::for_sequence(0, std::span(&ok, 1), 0);
     CHECK_THROWS_AS(run_blocks(part->arch(), BlockRange{0, 5}, p, kv, ws, pool), ConfigError);
+}
+
+TEST_CASE("model: run_blocks times each block it runs, and only those; the result is unchanged") {
+    const auto m = Model::open(test::stories260k());
+    ThreadPool pool(1);
+    const auto& c = m->config();
+    const auto n = c.n_blocks();
+    const BlockRange range{2, n - 1};
+    std::vector<double> secs(static_cast<std::size_t>(n), 0.0);
+    auto run = [&](double* per_block) {
+        KvStore kv(range.first_kv_layer(), range.end_kv_layer(c), c.kv_dim(), c.context_length);
+        Workspace ws;
+        Batch b = Batch::for_sequence(3, kPrompt, 0);
+        // The blocks before the range: the embedding and layer 0's attention.
+        KvStore kv0(BlockRange{0, 2}.first_kv_layer(), BlockRange{0, 2}.end_kv_layer(c), c.kv_dim(), c.context_length);
+        run_blocks(m->arch(), {0, 2}, b, kv0, ws, pool);
+        const auto t0 = std::chrono::steady_clock::now();
+        run_blocks(m->arch(), range, b, kv, ws, pool, per_block);
+        const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return std::make_pair(Activations(b.hidden), wall);
+    };
+    const auto [timed, wall] = run(secs.data());
+    const auto [plain, unused] = run(nullptr);
+    CHECK((timed - plain).cwiseAbs().maxCoeff() == 0.0f);
+    double sum = 0;
+    for (std::int64_t b = 0; b < n; ++b) {
+        CAPTURE(b);
+        if (range.contains(b))
+            CHECK(secs[static_cast<std::size_t>(b)] > 0);
+        else
+            CHECK(secs[static_cast<std::size_t>(b)] == 0);
+        sum += secs[static_cast<std::size_t>(b)];
+    }
+    CHECK(sum <= wall);
 }

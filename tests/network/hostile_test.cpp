@@ -223,8 +223,9 @@ TEST_CASE("network: hostile frames from an admitted peer close only its link" * 
     }
     SUBCASE("a frame of another protocol version") {
         auto l = admitted(net, w.port(), &tls);
-        l->send(RawLink::frame_bytes(wire::FrameType::Ping, wire::encode(wire::Ping{1, 2}), 3));
-        check_refused(*l, w, "protocol version 3 is not supported");
+        const auto other = static_cast<std::uint16_t>(wire::kProtocolVersion + 1);
+        l->send(RawLink::frame_bytes(wire::FrameType::Ping, wire::encode(wire::Ping{1, 2}), other));
+        check_refused(*l, w, "protocol version " + std::to_string(other) + " is not supported");
     }
     SUBCASE("frame lengths past the limit, up to 2^64 - 1") {
         for (const std::uint64_t len : {~std::uint64_t{0}, (std::uint64_t{64} << 20) + 1}) {

@@ -237,6 +237,9 @@ struct BalanceRun {
     Plan final_plan;
     double seconds = 0;
     double tail_tokens_per_s = 0;  // after `tail_from` seconds
+    std::vector<DeviceMonitor> monitor;   // the balancer's monitor at the end
+    std::map<DeviceId, wire::Stats> stats;  // each final device's counters
+    std::string trace;                    // the run's trace (JSON)
 };
 
 // Three emulated phones, 40x slower than this machine (so that a step lasts
@@ -259,6 +262,8 @@ BalanceRun balance_run(const std::string& tag, bool balance, const std::vector<s
     ro.max_in_flight = 3;
     ro.balance = balance;
     ro.balance_interval = std::chrono::milliseconds(150);
+    TraceRecorder rec;
+    ro.trace = &rec;
     BalanceRun out;
     ro.on_event = [&](const std::string& e) { out.events.push_back(e); };
     RemotePipeline p(model, endpoints(ws), Plan::even(model->config(), device_ids(3)), ro);
@@ -274,6 +279,9 @@ BalanceRun balance_run(const std::string& tag, bool balance, const std::vector<s
     out.tail_tokens_per_s = static_cast<double>(tail_tokens) / std::max(1e-9, out.seconds - tail_from);
     out.rebalances = p.rebalances();
     out.final_plan = p.plan();
+    out.monitor = p.monitor();
+    for (const auto& st : out.final_plan.stages) out.stats[st.device] = p.stats(st.device);
+    out.trace = rec.json();
     return out;
 }
 
@@ -313,6 +321,39 @@ TEST_CASE("resilience: a worker 4x slower mid-generation loses blocks to the bal
     // Device 2 held 4 of stories260K's 12 blocks under the even split.
     const auto* st = on.final_plan.stage_of_device(2);
     CHECK((st ? st->blocks.size() : 0) < 4);
+    // The monitor's view is exposed: every device of the final plan measured,
+    // its per-block times (measured by the worker) summing to its step time, the 4x slower device
+    // slower per unit of work than the others; steps queued for a device
+    // somewhere (3 requests in flight); and the same numbers as trace counters.
+    REQUIRE(on.monitor.size() == on.final_plan.stages.size());
+    double slow_speed = 0, fast_speed = 1e300;
+    for (const auto& m : on.monitor) {
+        INFO("device " << m.device << " blocks " << to_string(m.blocks));
+        REQUIRE(m.step_ewma_seconds.has_value());
+        CHECK(m.windows > 0);
+        CHECK(m.steps > 0);
+        CHECK(m.speed > 0);
+        REQUIRE(m.block_seconds.size() == static_cast<std::size_t>(m.blocks.size()));
+        double sum = 0;
+        for (const double b : m.block_seconds) sum += b;
+        CHECK(sum == doctest::Approx(*m.step_ewma_seconds).epsilon(1e-9));
+        CHECK(m.block_seconds_measured);  // split by the worker's per-block times
+        MESSAGE("monitor: device " << m.device << " " << to_string(m.blocks) << ": " << *m.step_ewma_seconds * 1e3
+                                   << " ms/step (EWMA), speed " << m.speed / 1e6 << " MB/s, queue "
+                                   << m.queue_per_step_seconds * 1e3 << " ms/step, send "
+                                   << m.send_per_step_seconds * 1e3 << " ms/step, "
+                                   << on.stats.at(m.device).queue_seconds << " s queued in all");
+        if (m.device == 2)
+            slow_speed = m.speed;
+        else
+            fast_speed = std::min(fast_speed, m.speed);
+    }
+    if (slow_speed > 0) CHECK(slow_speed * 1.5 < fast_speed);
+    double queued = 0;
+    for (const auto& [d, s] : on.stats) queued += s.queue_seconds;
+    CHECK(queued > 0);
+    CHECK(on.trace.find(R"x({"name":"monitor: step ms (EWMA)","ph":"C")x") != std::string::npos);
+    CHECK(on.trace.find(R"x({"name":"monitor: queue ms/step","ph":"C")x") != std::string::npos);
     // The same run without the balancer, for the throughput after the slowdown
     // (reported here; the paper suite's experiment 3 measures it properly).
     const auto off = balance_run("balance-off", false, slow, 0.8);

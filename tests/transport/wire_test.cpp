@@ -83,11 +83,11 @@ Assign sample_assign() {
 }  // namespace
 
 TEST_CASE("transport: a frame header is 16 little-endian bytes") {
-    const auto h = encode_header({2, FrameType::Data, 0x0102030405060708ull});
-    const auto want = bytes({'T', 'N', 'D', 'M', 0x02, 0x00, 0x0d, 0x00, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01});
+    const auto h = encode_header({3, FrameType::Data, 0x0102030405060708ull});
+    const auto want = bytes({'T', 'N', 'D', 'M', 0x03, 0x00, 0x0d, 0x00, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01});
     CHECK(std::vector<std::byte>(h.begin(), h.end()) == want);
     const auto back = decode_header(h, ~std::uint64_t{0}, "test");
-    CHECK(back.version == 2);
+    CHECK(back.version == 3);
     CHECK(back.type == FrameType::Data);
     CHECK(back.length == 0x0102030405060708ull);
 }
@@ -104,7 +104,8 @@ TEST_CASE("transport: header decoding refuses bad magic, other versions, unknown
         CHECK_THROWS_AS(decode_header(hdr(kProtocolVersion, 13, len), limit, "p"), ProtocolError);
     CHECK_THROWS_WITH_AS(decode_header(hdr(0, 13, 0), limit, "p"), doctest::Contains("protocol version 0"), ProtocolError);
     CHECK_THROWS_WITH_AS(decode_header(hdr(1, 13, 0), limit, "p"), doctest::Contains("protocol version 1"), ProtocolError);
-    CHECK_THROWS_WITH_AS(decode_header(hdr(3, 13, 0), limit, "p"), doctest::Contains("protocol version 3"), ProtocolError);
+    CHECK_THROWS_WITH_AS(decode_header(hdr(2, 13, 0), limit, "p"), doctest::Contains("protocol version 2"), ProtocolError);
+    CHECK_THROWS_WITH_AS(decode_header(hdr(4, 13, 0), limit, "p"), doctest::Contains("protocol version 4"), ProtocolError);
     for (const std::uint16_t t : {0, 20, 31, 38, 999, 65535})
         CHECK_THROWS_WITH_AS(decode_header(hdr(kProtocolVersion, t, 0), limit, "p"),
                              doctest::Contains("unknown frame type"), ProtocolError);
@@ -147,6 +148,8 @@ TEST_CASE("transport: every payload type decodes the same from a big-endian enco
     st.steps = 9;
     st.busy_seconds = 1.5;
     st.activation_bytes_out = 1ull << 40;
+    st.queue_seconds = 0.125;
+    st.block_seconds = {0.5, 0.0, 2.25};
     CHECK(encode(decode<Stats>(encode_as(st, Opt::BigEndian()), "be")) == encode(st));
     // Activation bytes are little-endian by definition (not swapped by cereal),
     // so the tensor decodes to the same floats.
@@ -167,6 +170,8 @@ TEST_CASE("transport: every payload type round-trips, and every truncation is re
     Stats st;
     st.tokens = 77;
     st.send_seconds = 0.25;
+    st.queue_seconds = 0.75;
+    st.block_seconds = {0.0, 1.5, 3.0, 0.0};
     check_round_trip_and_truncation(st);
     check_round_trip_and_truncation(ErrorMsg{"no"});
     check_round_trip_and_truncation(sample_data());

@@ -7,6 +7,7 @@
 // one line in model/registry.hpp.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -53,8 +54,10 @@ public:
 /// when the range starts at the embedding, otherwise batch.hidden; leaves the
 /// hidden state in batch.hidden, and logits in batch.logits when the range
 /// ends with the head.
+/// `block_seconds`, when given, indexed by block id (at least range.end
+/// entries): each block's wall time is added to its entry.
 inline void run_blocks(const Architecture& arch, BlockRange range, Batch& batch, KvStore& kv, Workspace& ws,
-                       ThreadPool& pool) {
+                       ThreadPool& pool, double* block_seconds = nullptr) {
     const auto& c = arch.config();
     if (range.begin < 0 || range.end > c.n_blocks() || range.begin > range.end)
         throw ConfigError("block range " + to_string(range) + " outside the model's " + std::to_string(c.n_blocks()) +
@@ -64,6 +67,14 @@ inline void run_blocks(const Architecture& arch, BlockRange range, Batch& batch,
         throw ConfigError("batch has " + std::to_string(n) + " positions but " +
                           std::to_string(batch.seq_ids.size()) + " sequence ids");
     for (std::int64_t b = range.begin; b < range.end; ++b) {
+        const auto t0 = block_seconds ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+        struct Timed {  // adds the block's time however it ends
+            double* out;
+            std::chrono::steady_clock::time_point t0;
+            ~Timed() {
+                if (out) *out += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            }
+        } timed{block_seconds ? block_seconds + b : nullptr, t0};
         const auto ref = block_ref(c, b);
         switch (ref.kind) {
             case BlockKind::Embedding:

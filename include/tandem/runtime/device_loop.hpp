@@ -44,6 +44,11 @@ struct DeviceLoopStats {
     std::uint64_t tokens = 0;
     double busy_seconds = 0;       // inside Device::compute
     double send_seconds = 0;
+    double queue_seconds = 0;      // steps waiting, complete, for the device (summed over steps)
+    /// Wall time of each block of the model computed here (indexed by block
+    /// id; sized once, never resized, so a stats reader never sees it move).
+    /// Without an emulated device's stretching: shares, not device time.
+    std::vector<double> block_seconds;
     std::uint64_t relayed = 0;     // messages passed on because blocks moved
     std::uint64_t errors = 0;
 };
@@ -109,6 +114,7 @@ public:
                TraceRecorder* trace = nullptr)
         : segment_(segment), device_(device), transport_(transport), scheduler_(scheduler), routing_(routing),
           dim_(dim), trace_(trace) {
+        stats_.block_seconds.assign(static_cast<std::size_t>(std::max<std::int64_t>(0, routing_.n_blocks())), 0.0);
         if (trace_) trace_->name_track(transport_.self(), "device " + std::to_string(transport_.self()) + " (" +
                                                                 std::string(device_.name()) + ")");
     }
@@ -141,6 +147,7 @@ private:
     struct Ready {
         Message msg;
         std::uint64_t arrival;
+        clock::time_point since;  // when the step became complete (all its inputs here)
     };
 
     // Extra tensors this segment needs from other devices.
@@ -195,7 +202,7 @@ private:
         Message full = std::move(p.main);
         for (auto& t : p.extras) full.tensors.push_back(std::move(t));
         pending_.erase(key);
-        ready_.push_back({std::move(full), arrivals_++});
+        ready_.push_back({std::move(full), arrivals_++, clock::now()});
     }
 
     asio::awaitable<void> compute_loop() {
@@ -221,7 +228,11 @@ private:
         if (picked.empty()) picked.push_back(0);
         std::vector<Message> work;
         std::set<std::size_t> taken(picked.begin(), picked.end());
-        for (auto i : picked) work.push_back(std::move(ready_[i].msg));
+        const auto picked_at = clock::now();
+        for (auto i : picked) {
+            stats_.queue_seconds += std::chrono::duration<double>(picked_at - ready_[i].since).count();
+            work.push_back(std::move(ready_[i].msg));
+        }
         std::deque<Ready> rest;
         for (std::size_t i = 0; i < ready_.size(); ++i)
             if (!taken.count(i)) rest.push_back(std::move(ready_[i]));
@@ -270,7 +281,16 @@ private:
                 detail::append_to_batch(m, batch, dim_, blocks.begin == 0);
             }
             const auto t0 = clock::now();
-            const double busy = device_.compute([&](ThreadPool& pool) { segment_.forward(batch, pool); });
+            const double busy = device_.compute([&](ThreadPool& pool) {
+                if constexpr (requires { segment_.forward(batch, pool, stats_.block_seconds.data()); }) {
+                    if (static_cast<std::int64_t>(stats_.block_seconds.size()) >= blocks.end)
+                        segment_.forward(batch, pool, stats_.block_seconds.data());
+                    else
+                        segment_.forward(batch, pool);
+                } else {
+                    segment_.forward(batch, pool);
+                }
+            });
             if (trace_)
                 trace_->span(transport_.self(), "compute", t0, clock::now(),
                              "\"steps\":" + std::to_string(mine.size()) + ",\"tokens\":" + std::to_string(batch.size()) +

@@ -12,12 +12,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <deque>
 #include <limits>
 #include <functional>
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -61,6 +64,26 @@ struct WorkerEndpoint {
         }
         return e;
     }
+};
+
+/// What the balancer's monitor measured for one device of the plan, from
+/// its workers' counters over real traffic (RemotePipeline::monitor()).
+struct DeviceMonitor {
+    DeviceId device = 0;
+    BlockRange blocks{};
+    std::uint64_t steps = 0;                   // steps the device has computed, all told
+    std::uint64_t windows = 0;                 // windows the monitor closed for it
+    std::optional<double> step_ewma_seconds;   // compute per step, smoothed (what the trigger reads)
+    std::optional<double> step_last_seconds;   // compute per step over the newest window
+    double queue_per_step_seconds = 0;         // waiting for the device, per step, between the last two polls
+    double send_per_step_seconds = 0;          // sending its outputs, per step, between the last two polls
+    double speed = 0;  // its blocks' cost (weight bytes) per second of smoothed step time; 0 until measured
+    /// Seconds per step of each of its blocks: the smoothed step time split
+    /// by each block's share of the wall time the worker measured per block
+    /// between the last two polls (by the blocks' cost when no block time
+    /// came); empty until the first window.
+    std::vector<double> block_seconds;
+    bool block_seconds_measured = false;  // split by measured block times, not by cost
 };
 
 struct RemoteOptions {
@@ -137,6 +160,14 @@ public:
 
     /// Moves the balancer made (0 without RemoteOptions::balance).
     int rebalances() const noexcept { return balancer_ ? balancer_->moves() : 0; }
+
+    /// The balancer's monitor, per device of the plan, as of its last poll
+    /// (empty without RemoteOptions::balance, or before the first poll).
+    /// With RemoteOptions::trace, the same numbers are counter tracks.
+    std::vector<DeviceMonitor> monitor() const {
+        std::lock_guard lock(monitor_mutex_);
+        return monitor_;
+    }
 
     /// Generates every submitted request; blocks the calling thread. A worker
     /// that vanishes surfaces as PeerLostError within the link's idle timeout.
@@ -385,9 +416,91 @@ private:
             // (one row per token).
             cost.push_back(b == 0 ? bytes / static_cast<double>(std::max<std::int64_t>(1, c.n_vocab)) : bytes);
         }
+        block_cost_ = cost;
         balancer_ = std::make_unique<Balancer>(opt_.balancer, std::move(cost), std::move(memory));
         plan_seen_by_net_ = routing_.plan();
         asio::co_spawn(net_, balance_loop(), asio::detached);
+    }
+
+    // The monitor's view after a poll: into monitor_ (for monitor()) and,
+    // when tracing, counter tracks. Network thread.
+    void publish_monitor(const Plan& plan) {
+        std::map<DeviceId, Monitor::DeviceStats> ms;
+        for (const auto& x : balancer_->monitor().stats()) ms[x.device] = x;
+        std::vector<DeviceMonitor> out;
+        std::string step_args, last_args, queue_args, send_args;
+        auto add = [](std::string& args, DeviceId d, double seconds) {
+            if (!args.empty()) args += ',';
+            char buf[64];
+            std::snprintf(buf, sizeof buf, "\"d%u\":%.4f", d, seconds * 1e3);
+            args += buf;
+        };
+        for (const auto& st : plan.stages) {
+            DeviceMonitor m;
+            m.device = st.device;
+            m.blocks = st.blocks;
+            if (const auto it = ms.find(st.device); it != ms.end()) {
+                m.windows = it->second.windows;
+                m.step_ewma_seconds = it->second.ewma_step_seconds;
+                m.step_last_seconds = it->second.last_step_seconds;
+            }
+            if (const auto it = polled_.find(st.device); it != polled_.end()) {
+                const auto& now = it->second;
+                m.steps = now.steps;
+                if (const auto p = last_polled_.find(st.device); p != last_polled_.end() && now.steps > p->second.steps) {
+                    const double n = static_cast<double>(now.steps - p->second.steps);
+                    m.queue_per_step_seconds = std::max(0.0, now.queue_seconds - p->second.queue_seconds) / n;
+                    m.send_per_step_seconds = std::max(0.0, now.send_seconds - p->second.send_seconds) / n;
+                }
+                last_polled_[st.device] = now;
+            }
+            if (m.step_ewma_seconds) {
+                double total = 0;
+                for (auto b = st.blocks.begin; b < st.blocks.end; ++b) total += block_cost_[static_cast<std::size_t>(b)];
+                m.speed = *m.step_ewma_seconds > 0 ? total / *m.step_ewma_seconds : 0;
+                // Each block's share: of the wall time measured per block since
+                // the previous poll, else of the blocks' cost.
+                std::vector<double> share;
+                double measured = 0;
+                const auto before = prev_block_seconds_.find(st.device);
+                if (const auto now = polled_.find(st.device);
+                    now != polled_.end() && now->second.block_seconds.size() == block_cost_.size()) {
+                    for (auto b = st.blocks.begin; b < st.blocks.end; ++b) {
+                        const auto i = static_cast<std::size_t>(b);
+                        double t = now->second.block_seconds[i];
+                        if (before != prev_block_seconds_.end() && before->second.size() == block_cost_.size())
+                            t -= before->second[i];
+                        if (!std::isfinite(t) || t < 0) t = 0;  // a new session restarted the counters
+                        share.push_back(t);
+                        measured += t;
+                    }
+                }
+                m.block_seconds_measured = measured > 0;
+                for (auto b = st.blocks.begin; b < st.blocks.end; ++b) {
+                    const auto i = static_cast<std::size_t>(b - st.blocks.begin);
+                    const double f = m.block_seconds_measured ? share[i] / measured
+                                     : total > 0            ? block_cost_[static_cast<std::size_t>(b)] / total
+                                                            : 0.0;
+                    m.block_seconds.push_back(*m.step_ewma_seconds * f);
+                }
+                add(step_args, st.device, *m.step_ewma_seconds);
+            }
+            if (const auto now = polled_.find(st.device); now != polled_.end())
+                prev_block_seconds_[st.device] = now->second.block_seconds;
+            if (m.step_last_seconds) add(last_args, st.device, *m.step_last_seconds);
+            add(queue_args, st.device, m.queue_per_step_seconds);
+            add(send_args, st.device, m.send_per_step_seconds);
+            out.push_back(std::move(m));
+        }
+        if (opt_.trace && opt_.trace->enabled()) {
+            const auto now = TraceRecorder::clock::now();
+            if (!step_args.empty()) opt_.trace->counter("monitor: step ms (EWMA)", now, step_args);
+            if (!last_args.empty()) opt_.trace->counter("monitor: step ms (window)", now, last_args);
+            opt_.trace->counter("monitor: queue ms/step", now, queue_args);
+            opt_.trace->counter("monitor: send ms/step", now, send_args);
+        }
+        std::lock_guard lock(monitor_mutex_);
+        monitor_ = std::move(out);
     }
 
     asio::awaitable<void> balance_loop() {
@@ -399,6 +512,7 @@ private:
             if (ec || shut_ || control_busy_ || moving_) continue;
             const auto plan = plan_seen_by_net_;
             std::map<DeviceId, DeviceSample> samples;
+            polled_.clear();
             std::map<DeviceId, double> budget;
             try {
                 co_await lock_control();
@@ -407,6 +521,7 @@ private:
                     if (!tcp_.connected(st.device)) co_return;  // a lost worker: failover's business
                     const auto s = co_await ask_stats(st.device);
                     samples[st.device] = {s.busy_seconds, s.steps, s.tokens};
+                    polled_[st.device] = s;
                     const auto it = acks_.find(st.device);
                     if (it != acks_.end()) budget[st.device] = static_cast<double>(it->second.memory_budget);
                 }
@@ -416,6 +531,7 @@ private:
             }
             const auto left = static_cast<double>(coordinator_->tokens_left());
             auto d = balancer_->window(plan, samples, budget, left);
+            publish_monitor(plan);
             if (!d) continue;
             event("rebalance: " + d->why + "; moving " + plan.describe() + " -> " + d->next.describe());
             moving_ = true;
@@ -693,6 +809,12 @@ private:
     std::uint64_t model_id_ = 0;          // set by setup(), before any Assign
     std::vector<std::uint8_t> metadata_;  // the model's metadata image, sent in every Assign
     std::unique_ptr<Balancer> balancer_;
+    std::vector<double> block_cost_;                  // the balancer's, per block
+    std::map<DeviceId, wire::Stats> polled_;           // the balancer's current poll (network thread)
+    std::map<DeviceId, wire::Stats> last_polled_;     // the poll before (network thread)
+    std::map<DeviceId, std::vector<double>> prev_block_seconds_;  // per-block times at the poll before
+    mutable std::mutex monitor_mutex_;
+    std::vector<DeviceMonitor> monitor_;              // guarded by monitor_mutex_
     Plan plan_seen_by_net_;     // the plan as the network thread knows it
     bool control_busy_ = false;  // network thread only
     std::deque<std::shared_ptr<asio::steady_timer>> control_waiters_;  // network thread only

@@ -63,6 +63,16 @@ public:
         push({tid, name, micros(t0), micros(t1) - micros(t0), std::move(args)});
     }
 
+    /// A counter sample at `t`: `args` is a JSON object body of numeric
+    /// series, such as "\"d1\":12.5,\"d2\":3.1"; each series is one line
+    /// of the counter track `name`.
+    void counter(const char* name, clock::time_point t, std::string args) {
+        if (!enabled()) return;
+        Span s{0, name, micros(t), 0, std::move(args)};
+        s.counter = true;
+        push(std::move(s));
+    }
+
     /// One recorded span, as take() hands it over and add_foreign() takes it.
     struct Span {
         std::uint32_t tid = 0;
@@ -70,6 +80,7 @@ public:
         double ts_us = 0;   // from the recorder's origin
         double dur_us = 0;
         std::string args;   // JSON object body
+        bool counter = false;  // a counter sample (ph "C"), not a span
     };
 
     /// Removes and returns every span recorded so far (and how many were
@@ -145,6 +156,11 @@ public:
         }
         for (const auto& e : events_) {
             sep();
+            if (e.counter) {
+                out += R"({"name":")" + escape(e.name) + R"(","ph":"C","pid":1,"ts":)" + fmt(e.ts_us) + ",\"args\":{" +
+                       e.args + "}}";
+                continue;
+            }
             out += R"({"name":")" + escape(e.name) + R"(","cat":"pipeline","ph":"X","pid":1,"tid":)" +
                    std::to_string(e.tid) + ",\"ts\":" + fmt(e.ts_us) + ",\"dur\":" + fmt(e.dur_us) +
                    ",\"args\":{" + e.args + "}}";

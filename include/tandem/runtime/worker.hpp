@@ -570,6 +570,7 @@ private:
             totals_.errors += st.errors;
             totals_.busy_seconds += st.busy_seconds;
             totals_.send_seconds += st.send_seconds;
+            totals_.queue_seconds += st.queue_seconds;
         }
         if (s->transport) s->transport->close();
     }
@@ -584,6 +585,8 @@ private:
             st.errors += l.errors;
             st.busy_seconds += l.busy_seconds;
             st.send_seconds += l.send_seconds;
+            st.queue_seconds += l.queue_seconds;
+            st.block_seconds = l.block_seconds;
         }
         const auto t = tcp_.stats();
         st.bytes_in = t.bytes_in;

@@ -25,9 +25,12 @@ public:
     BlockRange blocks() const noexcept { return blocks_; }
     const Model& model() const noexcept { return *model_; }
 
-    void forward(Batch& batch, ThreadPool& pool) {
+    void forward(Batch& batch, ThreadPool& pool) { forward(batch, pool, nullptr); }
+    /// As above, adding each block's wall time to block_seconds[block id]
+    /// (an array of at least the model's block count).
+    void forward(Batch& batch, ThreadPool& pool, double* block_seconds) {
         if (blocks_.empty()) throw ConfigError("segment has no blocks to run");
-        run_blocks(model_->arch(), blocks_, batch, kv_, ws_, pool);
+        run_blocks(model_->arch(), blocks_, batch, kv_, ws_, pool, block_seconds);
     }
 
     void release(SeqId seq) { kv_.erase(seq); }

@@ -163,10 +163,16 @@ struct Stats {
     std::uint64_t rejected_frames = 0;
     std::uint64_t activation_bytes_out = 0;   // encoded tensor bytes in Data frames sent
     std::uint64_t activation_tokens_out = 0;  // token positions those frames carried
+    double queue_seconds = 0;  // steps complete but waiting for the device, summed over steps (version 3)
+    /// Wall seconds per block of the model computed in the current session
+    /// (indexed by block id; the emulated stretch not included), version 3.
+    std::vector<double> block_seconds;
     template <class A>
     void serialize(A& ar) {
         ar(steps, batches, tokens, errors, busy_seconds, send_seconds, bytes_in, bytes_out, frames_in, frames_out,
-           weight_bytes_received, weight_bytes_cached, rejected_frames, activation_bytes_out, activation_tokens_out);
+           weight_bytes_received, weight_bytes_cached, rejected_frames, activation_bytes_out, activation_tokens_out,
+           queue_seconds);
+        vec(ar, block_seconds);
     }
 };
 
