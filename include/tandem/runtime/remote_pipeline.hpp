@@ -332,12 +332,12 @@ private:
     // install() and expect_one_of() hold across co_awaits stay valid.
     asio::awaitable<DeviceId> join(WorkerEndpoint w) {
         auto [conn, ack] = co_await tcp_.dial(w.host, w.port, wire::Role::Coordinator);
+        // The id is taken after the dial, with no co_await in between: two
+        // joins dialling at once get different ids.
         workers_.push_back(w);
         const auto id = static_cast<DeviceId>(workers_.size());
         control_.emplace(id, std::make_unique<ControlInbox>(net_.get_executor(), 64));
-        acks_[id] = ack;
-        tcp_.set_address(id, w.host, w.port);
-        tcp_.attach(id, conn);
+        file_worker(id, w, std::move(conn), ack);
         n_workers_.store(workers_.size());
         event("join: device " + std::to_string(id) + " = " + w.str() + " ('" + ack.name + "', " +
               std::to_string(ack.threads) + " threads) stands by for the next re-plan");
@@ -706,6 +706,14 @@ private:
         if (t.dropped > 0) log(who + ": " + std::to_string(t.dropped) + " trace spans dropped (over the worker's cap)");
     }
 
+    // A dialled worker becomes device `id`: its address (for the others'
+    // links), its link and what it said in its HelloAck.
+    void file_worker(DeviceId id, const WorkerEndpoint& w, std::shared_ptr<Connection> conn, const wire::HelloAck& ack) {
+        acks_[id] = ack;
+        tcp_.set_address(id, w.host, w.port);
+        tcp_.attach(id, std::move(conn));
+    }
+
     asio::awaitable<void> setup() {
         const auto plan = routing_.plan();
         model_id_ = model_identity(model_->file());
@@ -713,10 +721,8 @@ private:
         for (const auto& st : plan.stages) {
             const DeviceId id = st.device;
             const auto& w = workers_[id - 1];
-            tcp_.set_address(id, w.host, w.port);
             auto [conn, ack] = co_await tcp_.dial(w.host, w.port, wire::Role::Coordinator);
-            acks_[id] = ack;
-            tcp_.attach(id, conn);
+            file_worker(id, w, std::move(conn), ack);
             log("device " + std::to_string(id) + " = " + w.str() + " ('" + ack.name + "', " + std::to_string(ack.threads) +
                 " threads): blocks " + to_string(st.blocks));
             co_await install(plan, st);
