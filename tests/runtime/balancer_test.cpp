@@ -281,7 +281,7 @@ TEST_CASE("balancer: windows with prompt steps are skipped, so a prompt does not
     CHECK(bal.moves() == 0);
 }
 
-TEST_CASE("balancer: a window holds at least min_window_steps steps, and windows slide") {
+TEST_CASE("balancer: slow steps extend a window until it holds min_window_steps steps") {
     Monitor m(0.3, 8);
     m.add(1, {0.0, 0, 0});
     // 3 steps of 0.1 s, then 3 more: not yet a window.
@@ -291,13 +291,6 @@ TEST_CASE("balancer: a window holds at least min_window_steps steps, and windows
     // Two more steps, one of them slow: one window of 8 steps from the first baseline.
     CHECK(m.add(1, {1.0, 8, 8}));
     CHECK(*m.step_seconds(1) == doctest::Approx(1.0 / 8));
-    // Windows slide: every later sample with new steps closes one, over the
-    // newest 8 steps or more (from the newest baseline at least 8 back).
-    CHECK(m.add(1, {1.1, 9, 9}));  // steps 0-9: the baseline at 3 is only 6 back
-    CHECK(*m.recent_mean(1, 1) == doctest::Approx(1.1 / 9));
-    CHECK(m.add(1, {1.2, 12, 12}));  // steps 3-12
-    CHECK(*m.recent_mean(1, 1) == doctest::Approx(0.9 / 9));
-    CHECK(!m.add(1, {1.2, 12, 12}));  // no new step, no window
 
     // With one step per poll (slow steps), a noisy device whose windows hold
     // 8 steps each moves nothing, and a 4x slower one still loses blocks.

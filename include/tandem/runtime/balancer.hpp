@@ -2,9 +2,7 @@
 // that re-plans when the measured bottleneck drifts from the plan.
 //
 // Monitor: each device's compute time per pipeline step, from the busy
-// seconds and step counts its device loop reports, over a sliding window of
-// at least `min_window_steps` steps (one closes at every poll that brought
-// new steps), smoothed with an EWMA.
+// seconds and step counts its device loop reports, smoothed with an EWMA.
 // From it and the weight bytes of the blocks the device holds, the device's
 // measured speed (bytes of weights processed per second: decode is bound by
 // reading weights). A speed is a property of the device, not of its blocks,
@@ -26,7 +24,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdint>
-#include <deque>
 #include <limits>
 #include <map>
 #include <optional>
@@ -58,51 +55,30 @@ struct DeviceSample {
 
 class Monitor {
 public:
-    /// `min_steps`: a window spans at least this many steps. Windows slide:
-    /// each sample with new steps closes a window that reaches back to the
-    /// newest earlier sample at least `min_steps` steps before it, so a
-    /// device with slow steps (one per poll, say) is judged on every poll,
-    /// each time on its newest `min_steps` steps, and its noise is averaged
-    /// over as many steps as a fast device's.
-    explicit Monitor(double alpha = 0.3, std::uint64_t min_steps = 1)
-        : alpha_(alpha), min_steps_(std::max<std::uint64_t>(1, min_steps)) {}
+    /// `min_steps`: a window spans at least this many steps. When steps are
+    /// slow, a window is extended until it has them (the baseline stays), so
+    /// a device's noise is averaged over as many steps as with fast steps.
+    explicit Monitor(double alpha = 0.3, std::uint64_t min_steps = 1) : alpha_(alpha), min_steps_(min_steps) {}
 
-    /// Feeds cumulative counters. Returns whether a window closed: false when
-    /// there was no new step, when the device has fewer than `min_steps`
-    /// steps since its baseline, or when the new steps include a step of
-    /// several tokens (a prompt, or a failover's replay). Such a step costs
-    /// the prompt's length in decode steps, and devices meet it at different
-    /// times, so it says nothing about their decode speed: the window
-    /// restarts after it instead of averaging it in.
+    /// Feeds cumulative counters; the difference to the previous sample of
+    /// the same device is one window. Returns false when the window had no
+    /// step, or had a step of several tokens (a prompt, or a failover's
+    /// replay): such a step costs the prompt's length in decode steps, and
+    /// devices meet it in different windows, so it says nothing about their
+    /// decode speed. The window is skipped, not averaged in.
     bool add(DeviceId d, DeviceSample s) {
         auto& st = dev_[d];
-        if (st.hist.empty()) {
-            st.hist.push_back(s);
+        const bool have_prev = st.have_prev;
+        const auto prev = st.prev;
+        st.prev = s;
+        st.have_prev = true;
+        if (!have_prev || s.steps <= prev.steps || s.busy_seconds < prev.busy_seconds) return false;
+        if (s.tokens != 0 && s.tokens - prev.tokens != s.steps - prev.steps) return false;
+        if (s.steps - prev.steps < min_steps_) {  // too few steps yet: extend the window
+            st.prev = prev;
             return false;
         }
-        const auto last = st.hist.back();
-        if (s.steps < last.steps || s.busy_seconds < last.busy_seconds) {  // counters restarted
-            st.hist.assign(1, s);
-            return false;
-        }
-        if (s.steps == last.steps) return false;
-        if (s.tokens != 0 && s.tokens - last.tokens != s.steps - last.steps) {
-            st.hist.assign(1, s);
-            return false;
-        }
-        st.hist.push_back(s);
-        // The newest earlier sample at least min_steps back; older ones are
-        // no longer needed by any later window.
-        std::size_t base = st.hist.size();
-        for (std::size_t i = st.hist.size() - 1; i-- > 0;)
-            if (s.steps - st.hist[i].steps >= min_steps_) {
-                base = i;
-                break;
-            }
-        if (base == st.hist.size()) return false;  // too few steps yet: the window extends
-        st.hist.erase(st.hist.begin(), st.hist.begin() + static_cast<std::ptrdiff_t>(base));
-        const auto& h = st.hist.front();
-        const double t = (s.busy_seconds - h.busy_seconds) / static_cast<double>(s.steps - h.steps);
+        const double t = (s.busy_seconds - prev.busy_seconds) / static_cast<double>(s.steps - prev.steps);
         st.step_seconds = st.have_ewma ? alpha_ * t + (1 - alpha_) * st.step_seconds : t;
         st.have_ewma = true;
         st.recent.push_back(t);
@@ -130,13 +106,11 @@ public:
         for (std::size_t i = it->second.recent.size() - n; i < it->second.recent.size(); ++i) sum += it->second.recent[i];
         return sum / static_cast<double>(n);
     }
-    /// After blocks moved, step times change: keep the speeds, restart the
-    /// step times and the window (no window mixes steps of both plans).
+    /// After blocks moved, step times change: keep the speeds, restart the step times.
     void blocks_changed(DeviceId d, double new_step_seconds) {
         auto& st = dev_[d];
         st.step_seconds = new_step_seconds;
         st.recent.clear();
-        if (st.hist.size() > 1) st.hist.erase(st.hist.begin(), st.hist.end() - 1);
     }
     std::optional<double> step_seconds(DeviceId d) const {
         const auto it = dev_.find(d);
@@ -150,17 +124,15 @@ public:
         std::optional<double> ewma_step_seconds;  // smoothed compute time per step
         std::optional<double> last_step_seconds;  // the newest window's
         std::uint64_t windows = 0;                // windows closed so far
-        std::uint64_t steps = 0;                  // cumulative steps last reported
     };
     std::vector<DeviceStats> stats() const {
         std::vector<DeviceStats> out;
         for (const auto& [d, st] : dev_) {
             DeviceStats x;
             x.device = d;
-            x.ewma_step_seconds = st.have_ewma ? std::optional<double>(st.step_seconds) : std::nullopt;
+            if (st.have_ewma) x.ewma_step_seconds = st.step_seconds;
             if (!st.recent.empty()) x.last_step_seconds = st.recent.back();
             x.windows = st.windows;
-            x.steps = st.hist.empty() ? 0 : st.hist.back().steps;
             out.push_back(x);
         }
         return out;
@@ -168,7 +140,8 @@ public:
 
 private:
     struct Dev {
-        std::deque<DeviceSample> hist;  // the current window's baseline first, then newer samples
+        DeviceSample prev{};
+        bool have_prev = false;
         bool have_ewma = false;
         double step_seconds = 0;
         std::vector<double> recent;  // the newest windows' raw step times
@@ -278,11 +251,10 @@ public:
         }
         if (++streak_ < opt_.patience) return std::nullopt;
         streak_ = 0;
-        // Plan with the newest window (at least `min_window_steps` steps, all
-        // after any earlier ones): no lag from before the drift. A mean over
-        // the streak's windows would, with sliding windows, reach back to
-        // steps from before a slowdown and move too few blocks.
-        const auto& e = latest;
+        // Plan with the mean of the streak's windows: no lag from before it.
+        const auto n = static_cast<std::size_t>(std::max(1, opt_.patience));
+        const auto e = evaluate(plan, budget, [&](DeviceId d) { return monitor_.recent_mean(d, n); });
+        if (!e || e->gain <= threshold) return std::nullopt;
         // Worth it only if the steps still to run save more than the move costs.
         if ((e->current - e->best.bottleneck) * tokens_left <= opt_.migration_seconds) return std::nullopt;
         cooldown_ = opt_.cooldown;
