@@ -80,8 +80,9 @@ struct DeviceMonitor {
     double speed = 0;  // its blocks' cost (weight bytes) per second of smoothed step time; 0 until measured
     /// Seconds per step of each of its blocks: the smoothed step time split
     /// by each block's share of the wall time the worker measured per block
-    /// between the last two polls (by the blocks' cost when no block time
-    /// came); empty until the first window.
+    /// between the last two polls (over its whole session when it computed
+    /// nothing in between; by the blocks' cost when no block time came);
+    /// empty until the first window.
     std::vector<double> block_seconds;
     bool block_seconds_measured = false;  // split by measured block times, not by cost
 };
@@ -473,6 +474,14 @@ private:
                         if (!std::isfinite(t) || t < 0) t = 0;  // a new session restarted the counters
                         share.push_back(t);
                         measured += t;
+                    }
+                    if (measured <= 0) {  // no step since the previous poll: the session's shares so far
+                        share.clear();
+                        for (auto b = st.blocks.begin; b < st.blocks.end; ++b) {
+                            const double t = now->second.block_seconds[static_cast<std::size_t>(b)];
+                            share.push_back(std::isfinite(t) && t > 0 ? t : 0.0);
+                            measured += share.back();
+                        }
                     }
                 }
                 m.block_seconds_measured = measured > 0;
