@@ -323,8 +323,8 @@ TEST_CASE("resilience: a worker 4x slower mid-generation loses blocks to the bal
     CHECK((st ? st->blocks.size() : 0) < 4);
     // The monitor's view is exposed: every device of the final plan measured,
     // its per-block times (measured by the worker) summing to its step time;
-    // steps queued for a device
-    // somewhere (3 requests in flight); and the same numbers as trace counters.
+    // steps queued for a device somewhere (3 requests in flight); and the same
+    // numbers as trace counters.
     REQUIRE(on.monitor.size() == on.final_plan.stages.size());
     for (const auto& m : on.monitor) {
         INFO("device " << m.device << " blocks " << to_string(m.blocks));

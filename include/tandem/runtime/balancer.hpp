@@ -216,6 +216,7 @@ public:
         : opt_(opt), monitor_(opt.alpha, opt.min_window_steps), cost_(std::move(block_cost)), memory_(std::move(block_memory)) {}
 
     Monitor& monitor() noexcept { return monitor_; }
+    const std::vector<double>& block_cost() const noexcept { return cost_; }
     int moves() const noexcept { return moves_; }
     std::size_t windows() const noexcept { return windows_; }
 

@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <string>
@@ -417,15 +418,16 @@ private:
             // (one row per token).
             cost.push_back(b == 0 ? bytes / static_cast<double>(std::max<std::int64_t>(1, c.n_vocab)) : bytes);
         }
-        block_cost_ = cost;
         balancer_ = std::make_unique<Balancer>(opt_.balancer, std::move(cost), std::move(memory));
         plan_seen_by_net_ = routing_.plan();
         asio::co_spawn(net_, balance_loop(), asio::detached);
     }
 
-    // The monitor's view after a poll: into monitor_ (for monitor()) and,
-    // when tracing, counter tracks. Network thread.
-    void publish_monitor(const Plan& plan) {
+    // The monitor's view after a poll (`polled`: each device's Stats from
+    // it): into monitor_ (for monitor()) and, when tracing, counter tracks.
+    // Network thread.
+    void publish_monitor(const Plan& plan, const std::map<DeviceId, wire::Stats>& polled) {
+        const auto& cost = balancer_->block_cost();
         std::map<DeviceId, Monitor::DeviceStats> ms;
         for (const auto& x : balancer_->monitor().stats()) ms[x.device] = x;
         std::vector<DeviceMonitor> out;
@@ -445,68 +447,67 @@ private:
                 m.step_ewma_seconds = it->second.ewma_step_seconds;
                 m.step_last_seconds = it->second.last_step_seconds;
             }
-            if (const auto it = polled_.find(st.device); it != polled_.end()) {
-                const auto& now = it->second;
-                m.steps = now.steps;
-                if (const auto p = last_polled_.find(st.device); p != last_polled_.end() && now.steps > p->second.steps) {
-                    const double n = static_cast<double>(now.steps - p->second.steps);
-                    m.queue_per_step_seconds = std::max(0.0, now.queue_seconds - p->second.queue_seconds) / n;
-                    m.send_per_step_seconds = std::max(0.0, now.send_seconds - p->second.send_seconds) / n;
+            const auto pi = polled.find(st.device);
+            const wire::Stats* now = pi == polled.end() ? nullptr : &pi->second;
+            const auto li = last_polled_.find(st.device);
+            const wire::Stats* before = li == last_polled_.end() ? nullptr : &li->second;
+            if (now) {
+                m.steps = now->steps;
+                if (before && now->steps > before->steps) {
+                    const double n = static_cast<double>(now->steps - before->steps);
+                    m.queue_per_step_seconds = std::max(0.0, now->queue_seconds - before->queue_seconds) / n;
+                    m.send_per_step_seconds = std::max(0.0, now->send_seconds - before->send_seconds) / n;
                 }
-                last_polled_[st.device] = now;
             }
             if (m.step_ewma_seconds) {
                 double total = 0;
-                for (auto b = st.blocks.begin; b < st.blocks.end; ++b) total += block_cost_[static_cast<std::size_t>(b)];
+                for (auto b = st.blocks.begin; b < st.blocks.end; ++b) total += cost[static_cast<std::size_t>(b)];
                 m.speed = *m.step_ewma_seconds > 0 ? total / *m.step_ewma_seconds : 0;
-                // Each block's share: of the wall time measured per block since
-                // the previous poll, else of the blocks' cost.
-                std::vector<double> share;
-                double measured = 0;
-                const auto before = prev_block_seconds_.find(st.device);
-                if (const auto now = polled_.find(st.device);
-                    now != polled_.end() && now->second.block_seconds.size() == block_cost_.size()) {
+                // Each block's share of the wall time the worker measured per
+                // block since the previous poll (of its session so far when it
+                // computed nothing since), else of the blocks' cost.
+                auto shares = [&](bool since_before) {
+                    std::vector<double> share;
                     for (auto b = st.blocks.begin; b < st.blocks.end; ++b) {
                         const auto i = static_cast<std::size_t>(b);
-                        double t = now->second.block_seconds[i];
-                        if (before != prev_block_seconds_.end() && before->second.size() == block_cost_.size())
-                            t -= before->second[i];
-                        if (!std::isfinite(t) || t < 0) t = 0;  // a new session restarted the counters
-                        share.push_back(t);
-                        measured += t;
+                        double t = now->block_seconds[i];
+                        if (since_before) t -= before->block_seconds[i];
+                        share.push_back(std::isfinite(t) && t > 0 ? t : 0.0);  // < 0: a new session restarted them
                     }
-                    if (measured <= 0) {  // no step since the previous poll: the session's shares so far
-                        share.clear();
-                        for (auto b = st.blocks.begin; b < st.blocks.end; ++b) {
-                            const double t = now->second.block_seconds[static_cast<std::size_t>(b)];
-                            share.push_back(std::isfinite(t) && t > 0 ? t : 0.0);
-                            measured += share.back();
-                        }
+                    return share;
+                };
+                auto sum = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); };
+                std::vector<double> share;
+                double measured = 0;
+                if (now && now->block_seconds.size() == cost.size()) {
+                    share = shares(before && before->block_seconds.size() == cost.size());
+                    measured = sum(share);
+                    if (measured <= 0) {
+                        share = shares(false);
+                        measured = sum(share);
                     }
                 }
                 m.block_seconds_measured = measured > 0;
                 for (auto b = st.blocks.begin; b < st.blocks.end; ++b) {
-                    const auto i = static_cast<std::size_t>(b - st.blocks.begin);
-                    const double f = m.block_seconds_measured ? share[i] / measured
-                                     : total > 0            ? block_cost_[static_cast<std::size_t>(b)] / total
+                    const double f = m.block_seconds_measured ? share[static_cast<std::size_t>(b - st.blocks.begin)] / measured
+                                     : total > 0            ? cost[static_cast<std::size_t>(b)] / total
                                                             : 0.0;
                     m.block_seconds.push_back(*m.step_ewma_seconds * f);
                 }
                 add(step_args, st.device, *m.step_ewma_seconds);
             }
-            if (const auto now = polled_.find(st.device); now != polled_.end())
-                prev_block_seconds_[st.device] = now->second.block_seconds;
+            if (now) last_polled_[st.device] = *now;
             if (m.step_last_seconds) add(last_args, st.device, *m.step_last_seconds);
             add(queue_args, st.device, m.queue_per_step_seconds);
             add(send_args, st.device, m.send_per_step_seconds);
             out.push_back(std::move(m));
         }
         if (opt_.trace && opt_.trace->enabled()) {
-            const auto now = TraceRecorder::clock::now();
-            if (!step_args.empty()) opt_.trace->counter("monitor: step ms (EWMA)", now, step_args);
-            if (!last_args.empty()) opt_.trace->counter("monitor: step ms (window)", now, last_args);
-            opt_.trace->counter("monitor: queue ms/step", now, queue_args);
-            opt_.trace->counter("monitor: send ms/step", now, send_args);
+            const auto t = TraceRecorder::clock::now();
+            if (!step_args.empty()) opt_.trace->counter("monitor: step ms (EWMA)", t, step_args);
+            if (!last_args.empty()) opt_.trace->counter("monitor: step ms (window)", t, last_args);
+            opt_.trace->counter("monitor: queue ms/step", t, queue_args);
+            opt_.trace->counter("monitor: send ms/step", t, send_args);
         }
         std::lock_guard lock(monitor_mutex_);
         monitor_ = std::move(out);
@@ -521,7 +522,7 @@ private:
             if (ec || shut_ || control_busy_ || moving_) continue;
             const auto plan = plan_seen_by_net_;
             std::map<DeviceId, DeviceSample> samples;
-            polled_.clear();
+            std::map<DeviceId, wire::Stats> polled;
             std::map<DeviceId, double> budget;
             try {
                 co_await lock_control();
@@ -530,7 +531,7 @@ private:
                     if (!tcp_.connected(st.device)) co_return;  // a lost worker: failover's business
                     const auto s = co_await ask_stats(st.device);
                     samples[st.device] = {s.busy_seconds, s.steps, s.tokens};
-                    polled_[st.device] = s;
+                    polled[st.device] = s;
                     const auto it = acks_.find(st.device);
                     if (it != acks_.end()) budget[st.device] = static_cast<double>(it->second.memory_budget);
                 }
@@ -540,7 +541,7 @@ private:
             }
             const auto left = static_cast<double>(coordinator_->tokens_left());
             auto d = balancer_->window(plan, samples, budget, left);
-            publish_monitor(plan);
+            publish_monitor(plan, polled);
             if (!d) continue;
             event("rebalance: " + d->why + "; moving " + plan.describe() + " -> " + d->next.describe());
             moving_ = true;
@@ -824,10 +825,7 @@ private:
     std::uint64_t model_id_ = 0;          // set by setup(), before any Assign
     std::vector<std::uint8_t> metadata_;  // the model's metadata image, sent in every Assign
     std::unique_ptr<Balancer> balancer_;
-    std::vector<double> block_cost_;                  // the balancer's, per block
-    std::map<DeviceId, wire::Stats> polled_;           // the balancer's current poll (network thread)
-    std::map<DeviceId, wire::Stats> last_polled_;     // the poll before (network thread)
-    std::map<DeviceId, std::vector<double>> prev_block_seconds_;  // per-block times at the poll before
+    std::map<DeviceId, wire::Stats> last_polled_;     // the balancer's previous poll (network thread)
     mutable std::mutex monitor_mutex_;
     std::vector<DeviceMonitor> monitor_;              // guarded by monitor_mutex_
     Plan plan_seen_by_net_;     // the plan as the network thread knows it

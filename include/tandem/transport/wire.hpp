@@ -36,7 +36,7 @@ namespace tandem::wire {
 
 inline constexpr std::uint32_t kMagic = 0x4d444e54;  // "TNDM"
 // 2: migration (16-17), placement (32-37) and trace (18-19) frames.
-// 3: Stats.queue_seconds.
+// 3: Stats.queue_seconds and Stats.block_seconds.
 inline constexpr std::uint16_t kProtocolVersion = 3;
 inline constexpr std::size_t kHeaderSize = 16;
 inline constexpr std::uint64_t kDefaultMaxFrame = 64ull << 20;  // 64 MiB
