@@ -20,7 +20,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <csignal>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -279,17 +281,31 @@ struct RunOutcome {
     std::vector<double> token_times;  // s since run start, every sampled token
     std::vector<Sample> samples;
     std::vector<std::string> events;  // the balancer's, as they happened (with the run time)
+    std::vector<std::vector<std::int32_t>> texts;  // each request's tokens, in submission order
+    std::vector<RecoveryEvent> recoveries;         // device losses recovered from
+};
+
+// Failover for a run: re-plan with `replan` when a worker is lost, and call
+// `kill` once `kill_after` tokens have been sampled (0: never).
+struct FailoverHooks {
+    std::function<Plan(const std::vector<DeviceId>&)> replan;
+    std::size_t kill_after = 0;
+    std::function<void()> kill;
 };
 
 RunOutcome run_once(const Env& env, const std::shared_ptr<const Model>& model, const std::vector<WorkerEndpoint>& eps,
                     const Plan& plan, int k, int tokens, const std::vector<std::int32_t>& prompt, bool balance,
-                    bool sample, TraceRecorder* trace) {
+                    bool sample, TraceRecorder* trace, const FailoverHooks* failover = nullptr) {
     RemoteOptions ro;
     ro.link.shape = env.transport_shape;
     ro.link.idle_timeout = std::chrono::milliseconds(30000);  // slow emulated phones on a busy 2-core machine
     ro.max_in_flight = static_cast<std::size_t>(k);
     ro.trace = trace;
     ro.balance = balance;
+    if (failover) {
+        ro.failover = true;
+        ro.replan = failover->replan;
+    }
     RunOutcome out;
     std::mutex mu;
     auto t0 = clock_type::now();
@@ -311,6 +327,7 @@ RunOutcome run_once(const Env& env, const std::shared_ptr<const Model>& model, c
         r.on_token = [&](RequestId, std::int32_t) {
             std::lock_guard lock(mu);
             out.token_times.push_back(since(t0));
+            if (failover && failover->kill && out.token_times.size() == failover->kill_after) failover->kill();
             return true;
         };
         p.submit(std::move(r));
@@ -347,7 +364,9 @@ RunOutcome run_once(const Env& env, const std::shared_ptr<const Model>& model, c
     for (const auto& r : results) {
         if (!r.error.empty()) throw std::runtime_error("request failed: " + r.error);
         out.tokens += r.tokens.size();
+        out.texts.push_back(r.tokens);
     }
+    out.recoveries = p.recoveries();
     out.tokens_per_s = static_cast<double>(out.tokens) / out.seconds;
     return out;
 }
@@ -428,7 +447,8 @@ Row run_comparison(const Env& env, const ModelCase& mc, const Mix& mix, const st
 
 Json run_slowdown(const Env& env, const ModelCase& mc, const std::shared_ptr<const Model>& model,
                   const Cluster& cluster, const Placement& ours, double ours_tokens_per_s,
-                  const std::vector<std::int32_t>& prompt, std::vector<TimelineSeries>& series, TraceRecorder& trace) {
+                  const std::vector<std::int32_t>& prompt, std::vector<TimelineSeries>& series, TraceRecorder& trace,
+                  int* tokens_out) {
     const Mix& mix = mc.mixes.front();
     const int k = env.cfg.in_flight;
     // The device that computes the most under the throughput plan slows down.
@@ -448,6 +468,7 @@ Json run_slowdown(const Env& env, const ModelCase& mc, const std::shared_ptr<con
     // Long enough to run about `at` before the slowdown and 1.5 `at` after
     // it (experiment 2's rate is measured over short runs, so it is generous).
     const int tokens = std::max(8, static_cast<int>(ours_tokens_per_s * at * 2.5 / k));
+    *tokens_out = tokens;
     std::printf("\nexperiment 3: %s on %s, K=%d, %d tokens per request; %s slows down %gx at %g s\n", mc.name.c_str(),
                 mix.name.c_str(), k, tokens, cluster.device(victim).name.c_str(), env.cfg.slow_factor, at);
     auto workers = start_workers(env, mc.path, mix, cluster, {{victim, sched}});
@@ -528,6 +549,114 @@ Json run_slowdown(const Env& env, const ModelCase& mc, const std::shared_ptr<con
     o.set("placement", ours.describe(cluster));
     o.set("arms", std::move(arms));
     return o;
+}
+
+// ---- experiment 3, failover -------------------------------------------------
+
+// A worker is killed (SIGKILL) mid-run with K requests in flight. The same
+// workers first run the same requests undisturbed; then one is killed after
+// a third of the tokens. Measured: the time from the loss being seen to the
+// pipeline running again (re-plan and block moves) and to every replayed
+// request sampling its next token, the tokens/s of both runs, and whether
+// every text (greedy) came out the same.
+Json run_failover(const Env& env, const ModelCase& mc, const std::shared_ptr<const Model>& model,
+                  const Cluster& cluster, const Placement& ours, int tokens, const std::vector<std::int32_t>& prompt) {
+    const Mix& mix = mc.mixes.front();
+    const int k = env.cfg.in_flight;
+    std::vector<DeviceId> ids;
+    for (int i = 0; i < cluster.size(); ++i) ids.push_back(static_cast<DeviceId>(i + 1));
+    const auto plan = to_plan(ours, ids);
+    CostOptions co;
+    co.context = 512;
+    co.sequences = k;
+    co.in_flight = k;
+    const auto shape = model_shape(*model);
+    // Re-plan over the survivors (plan devices and those on standby) with
+    // the solver: throughput objective, the same cost model as the plan.
+    auto solve_over = [&](const std::vector<DeviceId>& alive) {
+        std::vector<DeviceProfile> devs;
+        for (const auto d : alive) devs.push_back(cluster.device(static_cast<int>(d) - 1));
+        const Cluster sub(devs, cluster.link(Cluster::kCoordinator, 0));
+        SolverOptions so;
+        so.objective = Objective::Throughput;
+        so.explain = false;
+        so.time_limit_s = env.cfg.quick ? 5 : 20;
+        return to_plan(solve_placement(CostModel(shape, sub, co), so).placement, alive);
+    };
+    // The victim: a stage of the plan whose loss the other devices can
+    // absorb (memory), the middle ones first (their loss cuts the ring).
+    std::vector<std::size_t> order;
+    for (std::size_t i = 1; i + 1 < plan.stages.size(); ++i) order.push_back(i);
+    order.push_back(plan.stages.size() - 1);
+    if (plan.stages.size() > 1) order.push_back(0);
+    int victim = -1;
+    for (const auto i : order) {
+        std::vector<DeviceId> rest;
+        for (const auto d : ids)
+            if (d != plan.stages[i].device) rest.push_back(d);
+        try {
+            (void)solve_over(rest);
+            victim = static_cast<int>(plan.stages[i].device) - 1;
+            break;
+        } catch (const std::exception&) {  // the others cannot hold the model without it
+        }
+    }
+    if (victim < 0) {
+        std::printf("\nexperiment 3, failover: skipped: no device of %s can be lost with the model still fitting\n",
+                    mix.name.c_str());
+        Json j;
+        j.set("skipped", std::string("no device can be lost with the model still fitting on the others"));
+        return j;
+    }
+    FailoverHooks hooks;
+    hooks.replan = solve_over;
+    std::printf("\nexperiment 3, failover: %s on %s, K=%d, %d tokens per request; %s is killed (SIGKILL) after %d tokens\n",
+                mc.name.c_str(), mix.name.c_str(), k, tokens, cluster.device(victim).name.c_str(), tokens * k / 3);
+    std::fflush(stdout);
+    auto workers = start_workers(env, mc.path, mix, cluster);
+    const auto undisturbed = run_once(env, model, workers->endpoints(), plan, k, tokens, prompt, false, false, nullptr, &hooks);
+    hooks.kill_after = static_cast<std::size_t>(tokens * k / 3);
+    hooks.kill = [&] { workers->kill(static_cast<std::size_t>(victim), SIGKILL); };
+    const auto killed = run_once(env, model, workers->endpoints(), plan, k, tokens, prompt, false, false, nullptr, &hooks);
+    const bool same = killed.texts == undisturbed.texts;
+    std::printf("  undisturbed   %8.2f tok/s (%.1f s)\n", undisturbed.tokens_per_s, undisturbed.seconds);
+    std::printf("  killed        %8.2f tok/s (%.1f s); texts %s\n", killed.tokens_per_s, killed.seconds,
+                same ? "identical to the undisturbed run" : "DIFFER from the undisturbed run");
+    for (const auto& e : killed.events) std::printf("      %s\n", e.c_str());
+    Json j;
+    j.set("model", mc.name);
+    j.set("mix", mix.name);
+    j.set("in_flight", k);
+    j.set("tokens_per_request", tokens);
+    j.set("placement", ours.describe(cluster));
+    j.set("killed_device", cluster.device(victim).name);
+    j.set("kill_after_tokens", static_cast<double>(hooks.kill_after));
+    j.set("undisturbed_tokens_per_s", undisturbed.tokens_per_s);
+    j.set("killed_tokens_per_s", killed.tokens_per_s);
+    j.set("texts_identical", same);
+    Json rec = Json::Array{};
+    for (const auto& r : killed.recoveries) {
+        Json x;
+        x.set("lost", static_cast<double>(r.lost));
+        x.set("why", r.why);
+        x.set("requests", static_cast<double>(r.requests));
+        x.set("replayed_steps", static_cast<double>(r.replayed_steps));
+        x.set("replan_ms", r.replan_seconds * 1e3);
+        x.set("recovery_ms", r.recovery_seconds * 1e3);
+        std::printf("  recovery: device %u lost (%s); re-planned in %.0f ms, every replayed request had its next token "
+                    "%.0f ms after the loss was seen (%llu steps replayed for %zu requests)\n",
+                    static_cast<unsigned>(r.lost), r.why.c_str(), r.replan_seconds * 1e3, r.recovery_seconds * 1e3,
+                    static_cast<unsigned long long>(r.replayed_steps), r.requests);
+        rec.push(std::move(x));
+    }
+    j.set("recoveries", std::move(rec));
+    Json ev = Json::Array{};
+    for (const auto& e : killed.events) ev.push(e);
+    j.set("events", std::move(ev));
+    if (!same) throw std::runtime_error("failover changed a text: the suite's results would be wrong");
+    if (killed.recoveries.size() != 1)
+        throw std::runtime_error("failover: expected one recovery, saw " + std::to_string(killed.recoveries.size()));
+    return j;
 }
 
 // ---- main --------------------------------------------------------------------
@@ -634,6 +763,7 @@ int main_impl(int argc, char** argv) {
     Json exp3 = nullptr;
     std::vector<TimelineSeries> series;
     TraceRecorder trace;
+    int exp3_tokens = 0;
     const auto exp3_model = cfg.quick ? std::string("stories260K") : std::string("tinyllama-1.1b");
     for (const auto& mc : cases) {
         std::printf("model %s (%s)\n", mc.name.c_str(), mc.path.c_str());
@@ -657,9 +787,11 @@ int main_impl(int argc, char** argv) {
                 rows.push_back(run_comparison(env, mc, mix, model, cluster, workers->endpoints(), prompt, 2, &ours_throughput));
             }
             workers.reset();
-            if (exp3_here)
+            if (exp3_here) {
                 exp3 = run_slowdown(env, mc, model, cluster, ours_throughput, rows.back().arms.front().median_tokens_per_s(),
-                                    prompt, series, trace);
+                                    prompt, series, trace, &exp3_tokens);
+                exp3.set("failover", run_failover(env, mc, model, cluster, ours_throughput, exp3_tokens, prompt));
+            }
         }
     }
     print_table(rows);

@@ -132,6 +132,11 @@ public:
 
     const std::vector<WorkerEndpoint>& endpoints() const noexcept { return endpoints_; }
 
+    /// Sends `sig` to worker `i` (e.g. SIGKILL: a device that vanishes).
+    void kill(std::size_t i, int sig) const {
+        if (i < pids_.size() && pids_[i] > 0) ::kill(pids_[i], sig);
+    }
+
     void stop() {
         for (const auto pid : pids_)
             if (pid > 0) ::kill(pid, SIGTERM);

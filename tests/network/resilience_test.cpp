@@ -123,6 +123,46 @@ TEST_CASE("resilience: a worker killed (SIGKILL) mid-generation with 3 requests 
                                                 << " steps replayed for " << ev.requests << " requests");
 }
 
+TEST_CASE("resilience: a worker the plan leaves out stands by: a failover uses it, and its own loss stops nothing" *
+          doctest::timeout(180)) {
+    const FastLinks fl;
+    const auto model = Model::from_file(GgufFile::open(test::stories260k()), BlockRange{0, 0});
+    const auto expected = alone(Model::open(test::stories260k()));
+    const auto two = Plan::even(model->config(), {1, 2});  // worker 3 holds no blocks
+    SUBCASE("a planned worker is killed: the re-plan takes the standby worker") {
+        Workers cl("standby-used", 3, fl);
+        auto ro = remote_options(cl.tls.get(), fl);
+        ro.max_in_flight = 3;
+        ro.failover = true;
+        RemotePipeline p(model, endpoints(cl.ws), two, ro);
+        CHECK(p.standby() == std::vector<DeviceId>{3});
+        std::size_t sampled = 0;
+        submit_prompts(p, [&] {
+            if (++sampled == 40) cl.ws[1]->kill(SIGKILL);
+        });
+        const auto results = p.run();
+        check_texts(results, expected);
+        REQUIRE(p.recoveries().size() == 1);
+        CHECK(p.recoveries().front().lost == 2);
+        CHECK(p.plan().stage_of_device(3) != nullptr);  // the even split over {1, 3}
+        CHECK(p.plan().stage_of_device(2) == nullptr);
+    }
+    SUBCASE("the standby worker is killed, without failover: the run goes on untouched") {
+        Workers cl("standby-lost", 3, fl);
+        auto ro = remote_options(cl.tls.get(), fl);
+        ro.max_in_flight = 3;
+        RemotePipeline p(model, endpoints(cl.ws), two, ro);
+        std::size_t sampled = 0;
+        submit_prompts(p, [&] {
+            if (++sampled == 20) cl.ws[2]->kill(SIGKILL);
+        });
+        const auto results = p.run();
+        check_texts(results, expected);
+        CHECK(p.recoveries().empty());
+        CHECK(p.plan().describe() == two.describe());
+    }
+}
+
 TEST_CASE("resilience: a new worker and a killed worker that comes back join, and each failover uses them; texts "
           "unchanged" * doctest::timeout(180)) {
     const FastLinks fl;

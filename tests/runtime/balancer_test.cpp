@@ -318,3 +318,75 @@ TEST_CASE("balancer: slow steps extend a window until it holds min_window_steps 
             CHECK(moves >= 1);
     }
 }
+
+TEST_CASE("balancer: newest_mean spans the newest N steps across window boundaries and skips prompts") {
+    Monitor m(0.3, 8);
+    CHECK(!m.newest_mean(1, 8).has_value());
+    m.add(1, {0.0, 0, 0});
+    m.add(1, {0.3, 3, 3});  // 3 steps of 0.1 s: the window (8 steps) is still open
+    CHECK(!m.newest_mean(1, 8).has_value());
+    CHECK(*m.newest_mean(1, 3) == doctest::Approx(0.1));
+    m.add(1, {0.6, 6, 6});
+    m.add(1, {1.8, 9, 9});  // 3 steps of 0.4 s: the window [0, 9) closes
+    CHECK(*m.recent_mean(1, 1) == doctest::Approx(1.8 / 9));
+    // The newest 8 or more steps: from the sample at step 0 (9 steps), as no
+    // sample starts a span of exactly 8; the newest 3: only the slow ones.
+    CHECK(*m.newest_mean(1, 8) == doctest::Approx(1.8 / 9));
+    CHECK(*m.newest_mean(1, 3) == doctest::Approx(0.4));
+    CHECK(*m.newest_mean(1, 4) == doctest::Approx((1.8 - 0.3) / 6));
+    // A prompt step among the newest steps: no decode speed from that span.
+    m.add(1, {3.0, 10, 40});
+    CHECK(!m.newest_mean(1, 1).has_value());
+    // Blocks moved: the history restarts.
+    m.blocks_changed(1, 0.2);
+    CHECK(!m.newest_mean(1, 1).has_value());
+    m.add(1, {3.2, 11, 41});
+    CHECK(!m.newest_mean(1, 1).has_value());  // one sample: no span yet
+    m.add(1, {3.4, 12, 42});
+    CHECK(*m.newest_mean(1, 1) == doctest::Approx(0.2));
+    // Counters that went back (a restarted worker) restart it too.
+    m.add(1, {0.1, 1, 1});
+    CHECK(!m.newest_mean(1, 1).has_value());
+}
+
+TEST_CASE("balancer: a slowdown inside a window still gets a full-size move") {
+    // Polls bring `per_poll` steps each and windows need 8, so the slowdown
+    // lands inside a window, at every offset tried. The streak's mean then
+    // holds fast steps from before it; a move planned on that mean is too
+    // small (a run of experiment 3 measured 1.05x instead of about 1.5x).
+    // The move must be the one the true speeds call for.
+    std::vector<double> cost, mem;
+    for (int b = 0; b < 46; ++b) {
+        cost.push_back(b == 0 || b == 45 ? 0.5 : (b % 2 == 1 ? 0.6 : 1.4));  // embedding, attention/FFN halves, head
+        mem.push_back(1.0);
+    }
+    // Devices 1, 3, 2 in ring order; the plan is the best one before the slowdown.
+    const std::vector<DeviceId> ids{1, 3, 2};
+    const std::vector<double> budget(3, INFINITY);
+    const auto before = best_split(cost, mem, ids, {1e3, 0.5e3, 1e3}, budget);
+    const auto truth = best_split(cost, mem, ids, {1e3, 0.5e3, 1e3 / 3}, budget);
+    REQUIRE(before.has_value());
+    REQUIRE(truth.has_value());
+    for (const int per_poll : {1, 2, 3, 8}) {
+        for (int offset = 0; offset < 8; ++offset) {
+            CAPTURE(per_poll);
+            CAPTURE(offset);
+            Balancer bal(BalancerOptions{}, cost, mem);  // patience 3, min_window_steps 8
+            Plan plan = before->plan;
+            Sim sim;
+            sim.per_unit = {{1, 1e-3}, {2, 1e-3}, {3, 2e-3}};
+            std::mt19937 rng(2);
+            std::optional<Balancer::Decision> move;
+            const int slow_at = 40 + offset;  // poll at which device 2 becomes 3x slower
+            int poll = 0;
+            for (; poll < 400 && !move; ++poll) {
+                if (poll == slow_at) sim.per_unit[2] = 3e-3;
+                move = bal.window(plan, sim.step(plan, cost, per_poll, rng, 0.0), {}, 1e6);
+            }
+            REQUIRE(move.has_value());
+            CHECK(poll - 1 >= slow_at);
+            CHECK(move->next.describe() == truth->plan.describe());
+            CHECK(move->new_bottleneck == doctest::Approx(truth->bottleneck).epsilon(1e-9));
+        }
+    }
+}

@@ -105,7 +105,8 @@ public:
     /// active request is replayed from its token history, with the same batch
     /// structure as the first time (the prompt as one step, then one step per
     /// generated token), so each request's text is exactly what it would have
-    /// been. Without a handler, a lost device ends run() with PeerLostError.
+    /// been. Without a handler, a lost device that holds blocks ends run() with
+    /// PeerLostError; one on standby (no blocks, so no step) is only dropped.
     void on_device_lost(RecoveryHandler handler) { recovery_ = std::move(handler); }
     const std::vector<RecoveryEvent>& recoveries() const noexcept { return recoveries_; }
 
@@ -239,6 +240,11 @@ private:
 
     asio::awaitable<void> handle_loss(DeviceId lost, std::string why) {
         if (lost_.count(lost)) co_return;  // already recovered from (a late report)
+        // A device on standby holds no blocks and no step: its loss costs nothing.
+        if (!routing_.plan().stage_of_device(lost)) {
+            lost_.insert(lost);
+            co_return;
+        }
         if (!recovery_) throw PeerLostError("device " + std::to_string(lost), why);
         lost_.insert(lost);
         const auto t0 = clock::now();

@@ -739,6 +739,22 @@ private:
         }
         const wire::ErrorMsg empty;  // named: GCC 12 mishandles temporaries in co_await
         for (const auto& st : plan.stages) co_await tcp_.send_control(st.device, wire::FrameType::Start, empty);
+        // Workers the plan leaves out stand by (a failover re-plan can use
+        // them). They are not needed to run: one that cannot be reached is
+        // logged and left alone.
+        for (DeviceId id = 1; id <= workers_.size(); ++id) {
+            if (plan.stage_of_device(id)) continue;
+            const auto& w = workers_[id - 1];
+            std::string failed;
+            try {
+                auto [conn, ack] = co_await tcp_.dial(w.host, w.port, wire::Role::Coordinator);
+                file_worker(id, w, std::move(conn), ack);
+                log("device " + std::to_string(id) + " = " + w.str() + " ('" + ack.name + "') stands by (no blocks)");
+            } catch (const std::exception& e) {
+                failed = e.what();
+            }
+            if (!failed.empty()) log("device " + std::to_string(id) + " = " + w.str() + " left out and unreachable: " + failed);
+        }
     }
 
     // Sends exactly the tensors the worker asked for, in chunks.
