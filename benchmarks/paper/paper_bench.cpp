@@ -574,14 +574,11 @@ Json run_failover(const Env& env, const ModelCase& mc, const std::shared_ptr<con
     // Re-plan over the survivors (plan devices and those on standby) with
     // the solver: throughput objective, the same cost model as the plan.
     auto solve_over = [&](const std::vector<DeviceId>& alive) {
-        std::vector<DeviceProfile> devs;
-        for (const auto d : alive) devs.push_back(cluster.device(static_cast<int>(d) - 1));
-        const Cluster sub(devs, cluster.link(Cluster::kCoordinator, 0));
         SolverOptions so;
         so.objective = Objective::Throughput;
         so.explain = false;
         so.time_limit_s = env.cfg.quick ? 5 : 20;
-        return to_plan(solve_placement(CostModel(shape, sub, co), so).placement, alive);
+        return to_plan(solve_placement(CostModel(shape, sub_cluster(cluster, alive), co), so).placement, alive);
     };
     // The victim: a stage of the plan whose loss the other devices can
     // absorb (memory), the middle ones first (their loss cuts the ring).

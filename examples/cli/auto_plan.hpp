@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -65,18 +67,24 @@ inline Objective objective_from_args(const Args& args) {
     return s == "latency" ? Objective::Latency : Objective::Throughput;
 }
 
-/// Profiles `endpoints` (workers[i] becomes device id i + 1), solves, prints
-/// what was measured and the plan (to stderr), and returns the plan.
-inline Plan auto_plan(const Model& model, const std::vector<WorkerEndpoint>& endpoints, LiveProfileOptions live,
-                      const AutoPlanOptions& opt) {
-    if (opt.quiet) live.log = nullptr;
-    const auto lp = profile_live(model, endpoints, live);
-    const auto& c = model.config();
+inline CostOptions auto_cost_options(const Model& model, const AutoPlanOptions& opt) {
     CostOptions copt;
     copt.in_flight = opt.in_flight;
     copt.sequences = opt.in_flight;
-    copt.context = opt.context > 0 ? std::min(opt.context, c.context_length) : 0;
-    const CostModel m(model_shape(model), lp.cluster, copt);
+    copt.context = opt.context > 0 ? std::min(opt.context, model.config().context_length) : 0;
+    return copt;
+}
+
+/// Profiles `endpoints` (workers[i] becomes device id i + 1), solves, prints
+/// what was measured and the plan (to stderr), and returns the plan; the
+/// measured cluster goes to `profiled` when given (for replan_with()).
+inline Plan auto_plan(const Model& model, const std::vector<WorkerEndpoint>& endpoints, LiveProfileOptions live,
+                      const AutoPlanOptions& opt, Cluster* profiled = nullptr) {
+    if (opt.quiet) live.log = nullptr;
+    const auto lp = profile_live(model, endpoints, live);
+    if (profiled) *profiled = lp.cluster;
+    const auto& c = model.config();
+    const CostModel m(model_shape(model), lp.cluster, auto_cost_options(model, opt));
     SolverOptions sopt;
     sopt.objective = opt.objective;
     const auto r = solve_placement(m, sopt);
@@ -91,6 +99,23 @@ inline Plan auto_plan(const Model& model, const std::vector<WorkerEndpoint>& end
     std::vector<DeviceId> ids;
     for (std::size_t i = 0; i < endpoints.size(); ++i) ids.push_back(static_cast<DeviceId>(i + 1));
     return to_plan(r.placement, ids);
+}
+
+/// A failover's re-plan for --plan auto: the solver over the surviving
+/// devices' measured profiles (sub_cluster). A device that joined after the
+/// profiling has no profile: then the survivors get an even split, as
+/// without --plan auto.
+inline std::function<Plan(const std::vector<DeviceId>&)> replan_with(std::shared_ptr<const Model> model, Cluster cluster,
+                                                                     AutoPlanOptions opt) {
+    return [model = std::move(model), cluster = std::move(cluster), opt](const std::vector<DeviceId>& alive) {
+        for (const auto d : alive)
+            if (static_cast<int>(d) > cluster.size()) return Plan::even(model->config(), alive);
+        const CostModel m(model_shape(*model), sub_cluster(cluster, alive), auto_cost_options(*model, opt));
+        SolverOptions sopt;
+        sopt.objective = opt.objective;
+        sopt.explain = false;
+        return to_plan(solve_placement(m, sopt).placement, alive);
+    };
 }
 
 }  // namespace tandem::cli

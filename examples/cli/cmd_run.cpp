@@ -42,9 +42,11 @@ Runs a model split over several devices. Without -m it uses the embedded stories
       --threads-per-worker T   compute threads of each local worker (default 1)
       --quiet             print only the generated text
       --cache-dir DIR     weight cache shared by the --local-workers (default: each its own)
-      --failover          survive a lost worker: re-plan over the others (and any on standby),
-                          replay the requests; a lost worker's address is dialled again every
-                          second, and a worker that answers there stands by for the next re-plan
+      --failover          survive a lost worker: re-plan over the others (and any on standby:
+                          workers the plan left out, and --standby ones) with the solver on their
+                          measured profiles under --plan auto, else an even split; replay the
+                          requests; a lost worker's address is dialled again every second, and a
+                          worker that answers there stands by for the next re-plan
       --standby LIST      more workers (HOST:PORT,...) connected at the start, holding no blocks
                           until a failover re-plan takes them
       --balance           move blocks at runtime when a worker's measured speed drifts
@@ -158,7 +160,8 @@ int cmd_run(int argc, char** argv) {
     for (std::size_t i = 0; i < endpoints.size(); ++i) ids.push_back(static_cast<DeviceId>(i + 1));
     if (!plan_mode.empty())  // the positions a sequence of this run will use
         auto_opt.context = static_cast<std::int64_t>(tokenizer.encode(prompt, true).size()) + n_predict + 1;
-    const Plan plan = !plan_mode.empty() ? auto_plan(*model, endpoints, live, auto_opt)
+    Cluster profiled;
+    const Plan plan = !plan_mode.empty() ? auto_plan(*model, endpoints, live, auto_opt, &profiled)
                       : split.empty()    ? Plan::even(model->config(), ids)
                                          : Plan::parse(split, model->config(), ids);
 
@@ -179,6 +182,7 @@ int cmd_run(int argc, char** argv) {
         std::fprintf(stderr, "plan: %s over %zu devices (%s links, activations %s%s)\n", plan.describe().c_str(),
                      endpoints.size(), tls ? "TLS 1.3" : "plaintext", wire::encoding_name(ro.encoding),
                      ro.link.shape.active() ? (", emulated link " + ro.link.shape.describe()).c_str() : "");
+    if (!plan_mode.empty() && ro.failover) ro.replan = replan_with(model, profiled, auto_opt);
     RemotePipeline pipeline(model, endpoints, plan, ro);
     for (const auto& d : split_list(standby_arg)) pipeline.add_worker(WorkerEndpoint::parse(d));
 

@@ -185,3 +185,31 @@ TEST_CASE("profiler: the model shape matches the GGUF file, and plans convert bo
     CHECK_THROWS_AS(to_plan(p, {7}), ConfigError);
     CHECK_THROWS_AS(placement_of(plan, {1, 2}), ConfigError);
 }
+
+TEST_CASE("placement plan: sub_cluster keeps the chosen devices, in order, with their links") {
+    std::vector<DeviceProfile> devs;
+    for (const char* n : {"a", "b", "c"}) {
+        DeviceProfile p;
+        p.name = n;
+        p.memory_bytes = 1000 + devs.size();
+        devs.push_back(p);
+    }
+    Cluster c(devs);
+    // A distinct link per ordered pair of nodes (coordinator = -1).
+    for (int f = -1; f < 3; ++f)
+        for (int t = -1; t < 3; ++t)
+            if (f != t) c.set_link(f, t, Link{(f + 2) * 0.01 + (t + 2) * 0.001, 1e6 * (f + 3)});
+    const auto sub = sub_cluster(c, {3, 1});  // devices c, a
+    REQUIRE(sub.size() == 2);
+    CHECK(sub.device(0) == c.device(2));
+    CHECK(sub.device(1) == c.device(0));
+    const int coord = Cluster::kCoordinator;
+    CHECK(sub.link(coord, 0) == c.link(coord, 2));
+    CHECK(sub.link(0, coord) == c.link(2, coord));
+    CHECK(sub.link(coord, 1) == c.link(coord, 0));
+    CHECK(sub.link(0, 1) == c.link(2, 0));
+    CHECK(sub.link(1, 0) == c.link(0, 2));
+    CHECK(sub.link(1, coord) == c.link(0, coord));
+    CHECK_THROWS_AS(sub_cluster(c, {4}), ConfigError);
+    CHECK_THROWS_AS(sub_cluster(c, {0}), ConfigError);
+}

@@ -87,4 +87,26 @@ inline Placement placement_of(const Plan& plan, const std::vector<DeviceId>& ids
     return p;
 }
 
+/// The cluster of the devices `ids` of `cluster` (device id d is device
+/// index d - 1), in that order, with their links, the coordinator's
+/// included: what a re-plan over the survivors of a failover solves on.
+inline Cluster sub_cluster(const Cluster& cluster, const std::vector<DeviceId>& ids) {
+    std::vector<DeviceProfile> devs;
+    std::vector<int> index;
+    for (const auto d : ids) {
+        if (d < 1 || static_cast<int>(d) > cluster.size())
+            throw ConfigError("device " + std::to_string(d) + " is not in the cluster (" +
+                              std::to_string(cluster.size()) + " devices)");
+        index.push_back(static_cast<int>(d) - 1);
+        devs.push_back(cluster.device(index.back()));
+    }
+    Cluster sub(std::move(devs));
+    index.insert(index.begin(), Cluster::kCoordinator);  // node 0 of the loops below
+    const auto n = static_cast<int>(index.size());
+    for (int a = 0; a < n; ++a)
+        for (int b = 0; b < n; ++b)
+            if (a != b) sub.set_link(a - 1, b - 1, cluster.link(index[static_cast<std::size_t>(a)], index[static_cast<std::size_t>(b)]));
+    return sub;
+}
+
 }  // namespace tandem
