@@ -373,6 +373,16 @@ RunOutcome run_once(const Env& env, const std::shared_ptr<const Model>& model, c
 
 // ---- experiments 1 and 2 -----------------------------------------------------
 
+// The cost model's options for a run of K requests in flight (each its own
+// sequence, 512 positions): experiments 1-3 and the failover re-plans.
+CostOptions suite_cost_options(int k) {
+    CostOptions co;
+    co.context = 512;
+    co.sequences = k;
+    co.in_flight = k;
+    return co;
+}
+
 std::string describe(const Placement& p, const Cluster& c) { return p.describe(c); }
 
 Row run_comparison(const Env& env, const ModelCase& mc, const Mix& mix, const std::shared_ptr<const Model>& model,
@@ -380,10 +390,7 @@ Row run_comparison(const Env& env, const ModelCase& mc, const Mix& mix, const st
                    const std::vector<std::int32_t>& prompt, int experiment, Placement* ours_out) {
     const auto objective = experiment == 1 ? Objective::Latency : Objective::Throughput;
     const int k = experiment == 1 ? 1 : env.cfg.in_flight;
-    CostOptions co;
-    co.context = 512;
-    co.sequences = k;
-    co.in_flight = k;
+    const auto co = suite_cost_options(k);
     const CostModel m(model_shape(*model), cluster, co);
     SolverOptions so;
     so.objective = objective;
@@ -452,10 +459,7 @@ Json run_slowdown(const Env& env, const ModelCase& mc, const std::shared_ptr<con
     const Mix& mix = mc.mixes.front();
     const int k = env.cfg.in_flight;
     // The device that computes the most under the throughput plan slows down.
-    CostOptions co;
-    co.context = 512;
-    co.sequences = k;
-    co.in_flight = k;
+    const auto co = suite_cost_options(k);
     const CostModel m(model_shape(*model), cluster, co);
     const auto e = m.evaluate(ours);
     std::size_t worst = 0;
@@ -566,10 +570,7 @@ Json run_failover(const Env& env, const ModelCase& mc, const std::shared_ptr<con
     std::vector<DeviceId> ids;
     for (int i = 0; i < cluster.size(); ++i) ids.push_back(static_cast<DeviceId>(i + 1));
     const auto plan = to_plan(ours, ids);
-    CostOptions co;
-    co.context = 512;
-    co.sequences = k;
-    co.in_flight = k;
+    const auto co = suite_cost_options(k);
     const auto shape = model_shape(*model);
     // Re-plan over the survivors (plan devices and those on standby) with
     // the solver: throughput objective, the same cost model as the plan.

@@ -745,15 +745,13 @@ private:
         for (DeviceId id = 1; id <= workers_.size(); ++id) {
             if (plan.stage_of_device(id)) continue;
             const auto& w = workers_[id - 1];
-            std::string failed;
             try {
                 auto [conn, ack] = co_await tcp_.dial(w.host, w.port, wire::Role::Coordinator);
                 file_worker(id, w, std::move(conn), ack);
                 log("device " + std::to_string(id) + " = " + w.str() + " ('" + ack.name + "') stands by (no blocks)");
             } catch (const std::exception& e) {
-                failed = e.what();
+                log("device " + std::to_string(id) + " = " + w.str() + " left out and unreachable: " + e.what());
             }
-            if (!failed.empty()) log("device " + std::to_string(id) + " = " + w.str() + " left out and unreachable: " + failed);
         }
     }
 
