@@ -304,7 +304,9 @@ RunOutcome run_once(const Env& env, const std::shared_ptr<const Model>& model, c
     ro.balance = balance;
     if (failover) {
         ro.failover = true;
-        ro.replan = failover->replan;
+        ro.replan = [r = failover->replan](const std::vector<DeviceId>& alive, const std::map<DeviceId, DeviceProfile>&) {
+            return r(alive);  // every worker was in the suite's cluster: its own profiles
+        };
     }
     RunOutcome out;
     std::mutex mu;

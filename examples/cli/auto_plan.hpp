@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -103,14 +104,17 @@ inline Plan auto_plan(const Model& model, const std::vector<WorkerEndpoint>& end
 
 /// A failover's re-plan for --plan auto: the solver over the surviving
 /// devices' measured profiles (sub_cluster). A device that joined after the
-/// profiling has no profile: then the survivors get an even split, as
-/// without --plan auto.
-inline std::function<Plan(const std::vector<DeviceId>&)> replan_with(std::shared_ptr<const Model> model, Cluster cluster,
-                                                                     AutoPlanOptions opt) {
-    return [model = std::move(model), cluster = std::move(cluster), opt](const std::vector<DeviceId>& alive) {
+/// profiling has the profile the pipeline measured when it came to stand by;
+/// its links, never probed, are taken to be as slow as the slowest measured
+/// link. A device with no profile at all: the survivors get an even split,
+/// as without --plan auto.
+inline std::function<Plan(const std::vector<DeviceId>&, const std::map<DeviceId, DeviceProfile>&)> replan_with(
+    std::shared_ptr<const Model> model, Cluster cluster, AutoPlanOptions opt) {
+    return [model = std::move(model), cluster = std::move(cluster), opt](const std::vector<DeviceId>& alive,
+                                                                         const std::map<DeviceId, DeviceProfile>& joined) {
         for (const auto d : alive)
-            if (static_cast<int>(d) > cluster.size()) return Plan::even(model->config(), alive);
-        const CostModel m(model_shape(*model), sub_cluster(cluster, alive), auto_cost_options(*model, opt));
+            if (static_cast<int>(d) > cluster.size() && !joined.count(d)) return Plan::even(model->config(), alive);
+        const CostModel m(model_shape(*model), with_joined(cluster, alive, joined), auto_cost_options(*model, opt));
         SolverOptions sopt;
         sopt.objective = opt.objective;
         sopt.explain = false;

@@ -48,8 +48,9 @@ Runs a model split over several devices. Without -m it uses the embedded stories
                           requests; a lost worker's address is dialled again every second, and a
                           worker that answers there stands by for the next re-plan
       --standby LIST      more workers (HOST:PORT,...) connected at the start, holding no blocks
-                          until a failover re-plan takes them
-      --balance           move blocks at runtime when a worker's measured speed drifts
+                          until a failover re-plan or a balancer move takes them
+      --balance           move blocks at runtime when a worker's measured speed drifts, also onto
+                          workers on standby (each is profiled when it connects)
       --balance-threshold X   relative gain needed to move (default 0.2)
       --local-schedule S,...  (--local-workers) each worker's slowdown schedule, one step each
                           (e.g. 0s:1x,5s:4x,0s:1x: worker 2 becomes 4x slower 5 s in)
@@ -182,7 +183,11 @@ int cmd_run(int argc, char** argv) {
         std::fprintf(stderr, "plan: %s over %zu devices (%s links, activations %s%s)\n", plan.describe().c_str(),
                      endpoints.size(), tls ? "TLS 1.3" : "plaintext", wire::encoding_name(ro.encoding),
                      ro.link.shape.active() ? (", emulated link " + ro.link.shape.describe()).c_str() : "");
-    if (!plan_mode.empty() && ro.failover) ro.replan = replan_with(model, profiled, auto_opt);
+    if (!plan_mode.empty()) {
+        if (ro.failover) ro.replan = replan_with(model, profiled, auto_opt);
+        // The measured profiles: a worker that joins later is compared with them.
+        for (int i = 0; i < profiled.size(); ++i) ro.profiles[static_cast<DeviceId>(i + 1)] = profiled.device(i);
+    }
     RemotePipeline pipeline(model, endpoints, plan, ro);
     for (const auto& d : split_list(standby_arg)) pipeline.add_worker(WorkerEndpoint::parse(d));
 

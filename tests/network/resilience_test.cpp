@@ -407,3 +407,61 @@ TEST_CASE("resilience: a worker whose speed is noisy does not make the balancer 
     MESSAGE("rebalances with a noisy device: " << r.rebalances);
     CHECK(r.rebalances == 0);
 }
+
+TEST_CASE("resilience: a worker that joins is profiled on arrival, and the balancer moves blocks onto it; texts "
+          "unchanged" * doctest::timeout(300)) {
+    const auto expected = alone300();
+    const FastLinks fl;
+    const auto dir = fresh_dir("balance-join");
+    const auto key = make_key(dir);
+    TlsConfig tls(ClusterKey::load(key));
+    // Emulated phones as in balance_run(), all equally fast.
+    auto phone = [&] {
+        auto a = fl.args();
+        for (const auto* x : {"--slowdown", "40", "--threads", "1"}) a.push_back(x);
+        return a;
+    };
+    std::vector<std::unique_ptr<WorkerProcess>> ws;
+    for (int i = 0; i < 2; ++i) ws.push_back(std::make_unique<WorkerProcess>(dir, "w" + std::to_string(i + 1), key, phone()));
+    const auto model = Model::from_file(GgufFile::open(test::stories260k()), BlockRange{0, 0});
+    auto ro = remote_options(&tls, fl);
+    ro.max_in_flight = 3;
+    ro.balance = true;
+    ro.balance_interval = std::chrono::milliseconds(150);
+    std::vector<std::string> events;
+    std::mutex events_mutex;
+    ro.on_event = [&](const std::string& e) {
+        std::lock_guard lock(events_mutex);
+        events.push_back(e);
+    };
+    const Plan two = Plan::even(model->config(), device_ids(2));
+    RemotePipeline p(model, endpoints(ws), two, ro);
+    // A third phone joins: it stands by, and is timed on this model's blocks.
+    WorkerProcess w3(dir, "w3", key, phone());
+    REQUIRE(p.add_worker(w3.endpoint()) == 3);
+    CHECK(p.standby() == std::vector<DeviceId>{3});
+    const auto profiles = p.profiles();
+    REQUIRE(profiles.count(3) == 1);
+    CHECK(profiles.at(3).decode[CostKind::Ffn] > 0);
+    CHECK(profiles.at(3).decode[CostKind::Attention] > 0);
+    submit_prompts(p, [] {}, 300);
+    const auto results = p.run();
+    check_texts(results, expected);
+    std::string all_events;
+    for (const auto& e : events) all_events += e + "\n";
+    INFO("events:\n" << all_events);
+    MESSAGE("events:\n" << all_events);
+    CHECK(all_events.find("standby: device 3 profiled") != std::string::npos);
+    // Two stages of 6 blocks against three of 4 (the same speeds): the
+    // balancer's first move takes device 3 in, and it computes steps.
+    CHECK(p.rebalances() >= 1);
+    CHECK(p.rebalances() <= 3);
+    const auto final_plan = p.plan();
+    REQUIRE(final_plan.stage_of_device(3) != nullptr);
+    CHECK(final_plan.stages.size() == 3);
+    CHECK(p.stats(3).steps > 0);
+    for (const auto& m : p.monitor())
+        if (m.step_ewma_seconds)
+            MESSAGE("monitor: device " << m.device << " " << to_string(m.blocks) << ": " << *m.step_ewma_seconds * 1e3
+                                       << " ms/step (EWMA)");
+}

@@ -390,3 +390,53 @@ TEST_CASE("balancer: a slowdown inside a window still gets a full-size move") {
         }
     }
 }
+
+TEST_CASE("balancer: a device on standby takes blocks at the next move when it pays, and never when it is slow") {
+    const std::vector<double> cost(12, 1.0), mem(12, 1.0);
+    BalancerOptions o;
+    o.patience = 3;
+    const Plan two = Plan{{{1, {0, 6}}, {2, {6, 12}}}};
+    // Devices 1 and 2 run 1 cost unit per ms: 6 ms per step each.
+    auto run = [&](double standby_speed, double budget3) {
+        Balancer bal(o, cost, mem);
+        Plan plan = two;
+        Sim sim;
+        sim.per_unit = {{1, 1e-3}, {2, 1e-3}, {3, 1.0 / standby_speed}};
+        std::mt19937 rng(3);
+        int moves = 0;
+        for (int w = 0; w < 30; ++w) {
+            const auto samples = sim.step(plan, cost, 10, rng, 0.0);
+            // Device 3 is on standby while the plan leaves it out (its speed
+            // as a profile would predict it); once in the plan it is measured.
+            std::map<DeviceId, double> standby;
+            if (!plan.stage_of_device(3)) standby[3] = standby_speed;
+            if (auto d = bal.window(plan, samples, {{3, budget3}}, 1000, standby)) {
+                ++moves;
+                plan = d->next;
+            }
+        }
+        return std::pair{plan, moves};
+    };
+    SUBCASE("as fast as the others: three equal stages, in one move") {
+        const auto [plan, moves] = run(1e3, INFINITY);
+        CHECK(moves == 1);
+        CHECK(plan == Plan{{{1, {0, 4}}, {2, {4, 8}}, {3, {8, 12}}}});
+    }
+    SUBCASE("twice as fast: it takes half the model") {
+        // x blocks on device 3 take x/2 ms; the other 12 - x split over two
+        // devices of 1 ms per block: x = 6 gives 3 ms, every other x more.
+        const auto [plan, moves] = run(2e3, INFINITY);
+        CHECK(moves == 1);
+        CHECK(plan == Plan{{{1, {0, 3}}, {2, {3, 6}}, {3, {6, 12}}}});
+    }
+    SUBCASE("twice as fast but with memory for 4 blocks: it takes 4") {
+        const auto [plan, moves] = run(2e3, 4);
+        CHECK(moves == 1);
+        CHECK(plan == Plan{{{1, {0, 4}}, {2, {4, 8}}, {3, {8, 12}}}});
+    }
+    SUBCASE("10x slower than the others: nothing moves") {
+        const auto [plan, moves] = run(1e2, INFINITY);
+        CHECK(moves == 0);
+        CHECK(plan == two);
+    }
+}

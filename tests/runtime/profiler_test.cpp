@@ -212,4 +212,24 @@ TEST_CASE("placement plan: sub_cluster keeps the chosen devices, in order, with 
     CHECK(sub.link(1, coord) == c.link(0, coord));
     CHECK_THROWS_AS(sub_cluster(c, {4}), ConfigError);
     CHECK_THROWS_AS(sub_cluster(c, {0}), ConfigError);
+
+    // A device that joined later (id 5): its own profile, and links as slow as
+    // the slowest measured one (longest latency, lowest bandwidth; from the
+    // formula above: latency (2 + 2) * 0.01 + (1 + 2) * 0.001, bandwidth 2e6).
+    DeviceProfile joined;
+    joined.name = "a";  // the same name as device 1: made unique
+    joined.memory_bytes = 77;
+    const auto with = with_joined(c, {1, 5}, {{5, joined}});
+    REQUIRE(with.size() == 2);
+    CHECK(with.device(0) == c.device(0));
+    CHECK(with.device(1).memory_bytes == 77);
+    CHECK(with.device(1).name == "a#5");
+    const Link slowest{0.043, 2e6};
+    CHECK(with.link(0, 1).latency_s == doctest::Approx(slowest.latency_s));
+    CHECK(with.link(0, 1).bytes_per_s == slowest.bytes_per_s);
+    CHECK(with.link(1, 0).bytes_per_s == slowest.bytes_per_s);
+    CHECK(with.link(coord, 1).latency_s == doctest::Approx(slowest.latency_s));
+    CHECK(with.link(1, coord).bytes_per_s == slowest.bytes_per_s);
+    CHECK(with.link(coord, 0) == c.link(coord, 0));
+    CHECK_THROWS_AS(with_joined(c, {1, 6}, {{5, joined}}), ConfigError);  // 6: neither measured nor joined
 }

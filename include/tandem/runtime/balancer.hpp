@@ -11,7 +11,9 @@
 // Re-plan: the contiguous split of the blocks over the devices, in ring
 // order, that minimises the bottleneck stage time under the measured speeds
 // and each device's memory budget; an exact dynamic programme over (device,
-// first block), O(D * B^2).
+// first block), O(D * B^2). Devices on standby (connected, holding no
+// blocks) join the split after the plan's devices, at the speed their
+// profile predicts: a device that joined is used by the next move.
 //
 // Trigger, with hysteresis: a move is proposed only when the best plan's
 // predicted bottleneck beats the current plan's by more than `threshold`
@@ -24,6 +26,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdint>
 #include <limits>
@@ -251,10 +254,13 @@ public:
     /// One window: `plan` is the current plan, `samples` each device's
     /// cumulative counters, `budget` each device's memory budget (in the
     /// units of block_memory), `tokens_left` the tokens still to generate
-    /// over all requests, `steps_per_token` pipeline steps per token (1 for
-    /// decode). Returns a move to make now, if any.
+    /// over all requests. `standby`: devices that hold no blocks but may
+    /// take some, with their speeds (cost units per second, e.g. predicted
+    /// from a profile) and budgets in `budget`; they come after the plan's
+    /// devices in the ring. Returns a move to make now, if any.
     std::optional<Decision> window(const Plan& plan, const std::map<DeviceId, DeviceSample>& samples,
-                                   const std::map<DeviceId, double>& budget, double tokens_left) {
+                                   const std::map<DeviceId, double>& budget, double tokens_left,
+                                   const std::map<DeviceId, double>& standby = {}) {
         ++windows_;
         monitor_.start_window();
         for (const auto& [d, s] : samples) monitor_.add(d, s);
@@ -271,8 +277,8 @@ public:
         // The drift must show both in the smoothed times (not a single odd
         // window) and in this window's own times (not the tail of a blip the
         // EWMA still remembers), `patience` windows in a row.
-        const auto smoothed = evaluate(plan, budget, [&](DeviceId d) { return monitor_.step_seconds(d); });
-        const auto latest = evaluate(plan, budget, [&](DeviceId d) { return monitor_.recent_mean(d, 1); });
+        const auto smoothed = evaluate(plan, budget, standby, [&](DeviceId d) { return monitor_.step_seconds(d); });
+        const auto latest = evaluate(plan, budget, standby, [&](DeviceId d) { return monitor_.recent_mean(d, 1); });
         const double threshold = this->threshold();
         if (!smoothed || !latest || smoothed->gain <= threshold || latest->gain <= threshold) {
             streak_ = 0;
@@ -283,13 +289,13 @@ public:
         // The streak's windows must show the gain on their mean too (no
         // lag from before them) ...
         const auto n = static_cast<std::size_t>(std::max(1, opt_.patience));
-        const auto streak = evaluate(plan, budget, [&](DeviceId d) { return monitor_.recent_mean(d, n); });
+        const auto streak = evaluate(plan, budget, standby, [&](DeviceId d) { return monitor_.recent_mean(d, n); });
         if (!streak || streak->gain <= threshold) return std::nullopt;
         // ... but the move is sized from the newest `min_window_steps` steps:
         // the first of the streak's windows can begin before a slowdown, and
         // a move planned on it is too small (experiment 3 measured 1.05x
         // instead of about 1.5x). Without such a span, the streak's mean.
-        const auto e = evaluate(plan, budget, [&](DeviceId d) {
+        const auto e = evaluate(plan, budget, standby, [&](DeviceId d) {
             const auto t = monitor_.newest_mean(d, opt_.min_window_steps);
             return t ? t : monitor_.recent_mean(d, n);
         });
@@ -372,7 +378,8 @@ private:
 
     // Speeds from the step times `time_of` gives, and the best split under them.
     template <typename TimeOf>
-    std::optional<Evaluation> evaluate(const Plan& plan, const std::map<DeviceId, double>& budget, TimeOf time_of) const {
+    std::optional<Evaluation> evaluate(const Plan& plan, const std::map<DeviceId, double>& budget,
+                                       const std::map<DeviceId, double>& standby, TimeOf time_of) const {
         Evaluation e;
         std::vector<double> mem;
         for (const auto& st : plan.stages) {
@@ -386,6 +393,13 @@ private:
             const auto bi = budget.find(st.device);
             mem.push_back(bi == budget.end() ? std::numeric_limits<double>::infinity() : bi->second);
             e.current = std::max(e.current, *t);
+        }
+        for (const auto& [d, speed] : standby) {
+            if (plan.stage_of_device(d) || !(speed > 0) || !std::isfinite(speed)) continue;
+            e.devices.push_back(d);
+            e.speed.push_back(speed);
+            const auto bi = budget.find(d);
+            mem.push_back(bi == budget.end() ? std::numeric_limits<double>::infinity() : bi->second);
         }
         auto best = best_split(cost_, memory_, e.devices, e.speed, mem);
         if (!best || best->plan == plan) return std::nullopt;

@@ -54,6 +54,7 @@
 
 #include "tandem/placement/profile.hpp"
 #include "tandem/runtime/placement_plan.hpp"
+#include "tandem/runtime/profile_client.hpp"
 #include "tandem/runtime/profiler.hpp"
 #include "tandem/runtime/remote_pipeline.hpp"
 #include "tandem/runtime/weights.hpp"
@@ -91,19 +92,6 @@ struct LiveProfile {
 
 namespace detail {
 
-inline KindTimes kind_times_from_wire(const std::vector<double>& v, const std::string& who) {
-    if (v.size() != wire::kProfileKinds)
-        throw ProtocolError(who, "profile holds " + std::to_string(v.size()) + " times per kind, not " +
-                                     std::to_string(wire::kProfileKinds));
-    KindTimes t;
-    for (std::size_t k = 0; k < wire::kProfileKinds; ++k) {
-        if (!(v[k] >= 0) || !std::isfinite(v[k]) || v[k] > 3600)
-            throw ProtocolError(who, "profile holds a block time that is not a finite number of seconds");
-        t.s[k] = v[k];
-    }
-    return t;
-}
-
 inline Link link_from_probe(const wire::ProbeResult& r, double bytes_per_s, const std::string& who) {
     if (!(r.rtt_s >= 0) || !std::isfinite(r.rtt_s) || r.rtt_s > 3600 || !(bytes_per_s > 0) || !std::isfinite(bytes_per_s))
         throw ProtocolError(who, "probe result with an impossible round trip or bandwidth");
@@ -111,17 +99,6 @@ inline Link link_from_probe(const wire::ProbeResult& r, double bytes_per_s, cons
 }
 
 }  // namespace detail
-
-/// The tensors a worker needs to profile `model`: those of the blocks
-/// profiled_blocks() samples, each once.
-inline std::vector<wire::TensorDesc> profile_tensors(const Model& model, const ProfilerOptions& opt = {}) {
-    std::vector<wire::TensorDesc> out;
-    std::set<std::string> seen;
-    for (const auto b : profiled_blocks(model.config(), opt))
-        for (auto& d : describe_tensors(model, BlockRange{b, b + 1}))
-            if (seen.insert(d.name).second) out.push_back(std::move(d));
-    return out;
-}
 
 class LiveProfiler {
 public:
@@ -217,7 +194,7 @@ private:
             wire::ProfileRequest ask;  // measure = false: who are you?
             co_await tcp_.send_control(id, wire::FrameType::ProfileRequest, ask);
             const auto ident_frame = co_await expect(id, wire::FrameType::Profile);
-            const auto ident = check_profile(ident_frame, id, false);
+            const auto ident = check_profile_reply(ident_frame.payload, who(id), false);
             lw.name = ident.name;
             lw.fingerprint = ident.fingerprint;
             const auto key = ProfileCache::key(model_id, ident.name + "#" + ident.fingerprint, ident.threads);
@@ -294,76 +271,19 @@ private:
             " Mbit/s (echoes of " + std::to_string(r.probe_bytes) + " bytes)");
     }
 
-    wire::Profile check_profile(const Frame& f, DeviceId id, bool measured) const {
-        const auto w = who(id);
-        auto p = wire::decode<wire::Profile>(f.payload, w);
-        if (p.name.empty() || p.name.size() > 256) throw ProtocolError(w, "profile without a usable name");
-        if (p.fingerprint.size() > 256) throw ProtocolError(w, "profile fingerprint too long");
-        if (p.memory_bytes == 0) throw ProtocolError(w, "profile with no memory");
-        if (p.measured != measured)
-            throw ProtocolError(w, measured ? "profile without the times asked for" : "times that were not asked for");
-        return p;
-    }
-
     // Has worker `id` time the sampled blocks, streaming it the tensors it lacks.
     asio::awaitable<DeviceProfile> measure_worker(DeviceId id, LiveWorker& lw) {
         const auto w = who(id);
-        wire::ProfileRequest req;
-        req.measure = true;
-        req.model_id = model_identity(model_.file());
-        req.metadata = metadata_image(model_.file(), model_.config());
-        req.tensors = profile_tensors(model_, opt_.profiler);
-        req.reps = static_cast<std::uint32_t>(opt_.profiler.reps);
-        req.prefill_tokens = opt_.profiler.prefill_tokens;
-        req.decode_position = opt_.profiler.decode_position;
-        req.max_layers = opt_.profiler.max_layers;
-        req.min_run_seconds = opt_.profiler.min_run_seconds;
-        co_await tcp_.send_control(id, wire::FrameType::ProfileRequest, req);
-        const auto need_frame = co_await expect(id, wire::FrameType::NeedTensors);
-        const auto need = wire::decode<wire::NeedTensors>(need_frame.payload, w);
-        lw.bytes_sent = co_await stream_tensors(id, req.tensors, need.hashes);
-        log(w + ": profiling (" + std::to_string(lw.bytes_sent) + " tensor bytes sent)");
-        const auto reply_frame = co_await expect(id, wire::FrameType::Profile);
-        const auto reply = check_profile(reply_frame, id, true);
-        lw.profile_seconds = reply.seconds;
-        DeviceProfile p;
-        p.name = reply.name;
-        p.threads = reply.threads;
-        p.memory_bytes = reply.memory_bytes;
-        p.decode = detail::kind_times_from_wire(reply.decode_s, w);
-        p.prefill = detail::kind_times_from_wire(reply.prefill_s, w);
-        p.model = model_identity(model_);
+        auto expect_frame = [this](DeviceId d, wire::FrameType t) { return expect(d, t); };
+        const auto m = co_await request_profile(tcp_, id, model_, opt_.profiler, opt_.chunk_bytes, expect_frame, w);
+        lw.bytes_sent = m.bytes_sent;
+        lw.profile_seconds = m.seconds;
+        const auto& p = m.profile;
         log(w + " ('" + p.name + "'): attention " + format_ms(p.decode[CostKind::Attention]) + ", ffn " +
             format_ms(p.decode[CostKind::Ffn]) + ", head " + format_ms(p.decode[CostKind::Head]) + " per token (" +
-            std::to_string(reply.threads) + " threads, measured in " + std::to_string(reply.seconds) + " s)");
+            std::to_string(p.threads) + " threads, measured in " + std::to_string(m.seconds) + " s, " +
+            std::to_string(m.bytes_sent) + " tensor bytes sent)");
         co_return p;
-    }
-
-    // Sends exactly the tensors asked for (each distinct content once); bytes sent.
-    asio::awaitable<std::uint64_t> stream_tensors(DeviceId id, const std::vector<wire::TensorDesc>& all,
-                                                  const std::vector<std::uint64_t>& wanted) {
-        std::uint64_t sent = 0;
-        std::set<std::uint64_t> seen;
-        for (const auto h : wanted) {
-            if (!seen.insert(h).second) continue;
-            const wire::TensorDesc* d = nullptr;
-            for (const auto& x : all)
-                if (x.hash == h) d = &x;
-            if (!d) throw ProtocolError(who(id), "asked for a tensor that is not part of the profile");
-            const auto& t = model_.file().tensor(d->name);
-            for (std::uint64_t off = 0; off < t.n_bytes(); off += opt_.chunk_bytes) {
-                const auto len = std::min<std::uint64_t>(opt_.chunk_bytes, t.n_bytes() - off);
-                wire::TensorChunk c;
-                c.hash = d->hash;
-                c.offset = off;
-                c.total = t.n_bytes();
-                c.data.resize(static_cast<std::size_t>(len));
-                std::memcpy(c.data.data(), t.data.data() + off, static_cast<std::size_t>(len));
-                co_await tcp_.send_control(id, wire::FrameType::TensorChunk, c);
-                sent += len;
-            }
-        }
-        co_return sent;
     }
 
     void stop() {

@@ -3,8 +3,11 @@
 // turned into the runtime's Plan (and back).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -87,26 +90,54 @@ inline Placement placement_of(const Plan& plan, const std::vector<DeviceId>& ids
     return p;
 }
 
-/// The cluster of the devices `ids` of `cluster` (device id d is device
-/// index d - 1), in that order, with their links, the coordinator's
-/// included: what a re-plan over the survivors of a failover solves on.
-inline Cluster sub_cluster(const Cluster& cluster, const std::vector<DeviceId>& ids) {
+/// The cluster of the devices `ids` (device id d is device index d - 1 of
+/// `cluster`), in that order, with their links, the coordinator's included;
+/// an id beyond `cluster` names a device that joined later, with its
+/// profile in `joined` and links that were never measured: they are taken
+/// to be as slow as the slowest link of `cluster` (the longest latency, the
+/// lowest bandwidth). What a failover's re-plan over the survivors solves on.
+inline Cluster with_joined(const Cluster& cluster, const std::vector<DeviceId>& ids,
+                           const std::map<DeviceId, DeviceProfile>& joined) {
     std::vector<DeviceProfile> devs;
-    std::vector<int> index;
+    std::vector<int> index;  // into cluster, or -2 for a joined device
     for (const auto d : ids) {
-        if (d < 1 || static_cast<int>(d) > cluster.size())
+        if (d >= 1 && static_cast<int>(d) <= cluster.size()) {
+            index.push_back(static_cast<int>(d) - 1);
+            devs.push_back(cluster.device(index.back()));
+        } else if (const auto it = joined.find(d); it != joined.end()) {
+            index.push_back(-2);
+            devs.push_back(it->second);
+        } else {
             throw ConfigError("device " + std::to_string(d) + " is not in the cluster (" +
-                              std::to_string(cluster.size()) + " devices)");
-        index.push_back(static_cast<int>(d) - 1);
-        devs.push_back(cluster.device(index.back()));
+                              std::to_string(cluster.size()) + " devices) and has no profile");
+        }
     }
+    // Profile names must stay unique: a joined device called like another gets its id.
+    for (std::size_t i = 0; i < devs.size(); ++i)
+        for (std::size_t j = 0; j < devs.size(); ++j)
+            if (i != j && index[i] == -2 && devs[i].name == devs[j].name) devs[i].name += "#" + std::to_string(ids[i]);
+    Link slowest{0, std::numeric_limits<double>::infinity()};
+    for (int a = Cluster::kCoordinator; a < cluster.size(); ++a)
+        for (int b = Cluster::kCoordinator; b < cluster.size(); ++b)
+            if (a != b) {
+                const auto l = cluster.link(a, b);
+                slowest.latency_s = std::max(slowest.latency_s, l.latency_s);
+                slowest.bytes_per_s = std::min(slowest.bytes_per_s, l.bytes_per_s);
+            }
     Cluster sub(std::move(devs));
     index.insert(index.begin(), Cluster::kCoordinator);  // node 0 of the loops below
     const auto n = static_cast<int>(index.size());
     for (int a = 0; a < n; ++a)
-        for (int b = 0; b < n; ++b)
-            if (a != b) sub.set_link(a - 1, b - 1, cluster.link(index[static_cast<std::size_t>(a)], index[static_cast<std::size_t>(b)]));
+        for (int b = 0; b < n; ++b) {
+            if (a == b) continue;
+            const int ia = index[static_cast<std::size_t>(a)], ib = index[static_cast<std::size_t>(b)];
+            sub.set_link(a - 1, b - 1, ia == -2 || ib == -2 ? slowest : cluster.link(ia, ib));
+        }
     return sub;
 }
+
+/// The cluster of the devices `ids` of `cluster`, in that order, with their
+/// links (with_joined with no device joined).
+inline Cluster sub_cluster(const Cluster& cluster, const std::vector<DeviceId>& ids) { return with_joined(cluster, ids, {}); }
 
 }  // namespace tandem

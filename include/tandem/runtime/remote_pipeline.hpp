@@ -8,6 +8,7 @@
 // the coordinator. Nothing is relayed through the coordinator.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -38,6 +39,7 @@
 #include <asio/use_future.hpp>
 
 #include "tandem/runtime/balancer.hpp"
+#include "tandem/runtime/profile_client.hpp"
 #include "tandem/runtime/coordinator.hpp"
 #include "tandem/runtime/weights.hpp"
 #include "tandem/scheduler/fifo_scheduler.hpp"
@@ -103,7 +105,9 @@ struct RemoteOptions {
     /// Failover: when a worker is lost, re-plan over the survivors with this
     /// (default: an even split) and replay every active request. Off when false.
     bool failover = false;
-    std::function<Plan(const std::vector<DeviceId>& alive)> replan;
+    /// The re-plan: the devices to use (survivors, then those on standby)
+    /// and every device profile the pipeline knows (RemotePipeline::profiles()).
+    std::function<Plan(const std::vector<DeviceId>& alive, const std::map<DeviceId, DeviceProfile>& profiles)> replan;
     /// With failover: dial a lost worker's address again every
     /// `rejoin_interval`; a worker that answers there joins as a new device
     /// on standby (see RemotePipeline::add_worker). 0: never. Off by default
@@ -116,6 +120,13 @@ struct RemoteOptions {
     bool balance = false;
     BalancerOptions balancer{};
     std::chrono::milliseconds balance_interval{250};
+    /// Device profiles known before the run (by device id; e.g. from live
+    /// profiling). A worker that stands by -- left out by the plan, or joined
+    /// later -- is measured when it connects, with `standby_profiler`, if
+    /// failover or balance could use it: the balancer then counts it as a
+    /// device of that speed, and the re-plan gets its profile.
+    std::map<DeviceId, DeviceProfile> profiles;
+    ProfilerOptions standby_profiler{.reps = 3, .min_run_seconds = 1e-3};
     /// Rebalancing and failover events as they happen (also logged).
     std::function<void(const std::string&)> on_event;
 };
@@ -142,6 +153,8 @@ public:
                                   std::to_string(workers_.size()) + " workers");
         for (std::size_t i = 0; i < workers_.size(); ++i)
             control_.emplace(static_cast<DeviceId>(i + 1), std::make_unique<ControlInbox>(net_.get_executor(), 64));
+        shape_ = model_shape(*model_);
+        profiles_ = opt_.profiles;
         net_thread_ = std::thread([this] { net_.run(); });
         try {
             asio::co_spawn(net_, setup(), asio::use_future).get();
@@ -284,6 +297,13 @@ public:
         return out;
     }
 
+    /// Every device profile the pipeline knows: RemoteOptions::profiles and
+    /// those measured when a worker came to stand by.
+    std::map<DeviceId, DeviceProfile> profiles() const {
+        std::lock_guard lock(profiles_mutex_);
+        return profiles_;
+    }
+
     /// Survive lost workers (see RemoteOptions::failover).
     void enable_failover() {
         coordinator_->on_device_lost([this](DeviceId lost, const std::string& why) -> asio::awaitable<void> {
@@ -294,7 +314,7 @@ public:
             for (const auto id : standby())
                 if (id != lost) alive.push_back(id);
             if (alive.empty()) throw PeerLostError("device " + std::to_string(lost), "no worker left to run the model");
-            const Plan next = opt_.replan ? opt_.replan(alive) : Plan::even(model_->config(), alive);
+            const Plan next = opt_.replan ? opt_.replan(alive, profiles()) : Plan::even(model_->config(), alive);
             co_await switch_plan(next, lost);
         });
     }
@@ -343,7 +363,39 @@ private:
         n_workers_.store(workers_.size());
         event("join: device " + std::to_string(id) + " = " + w.str() + " ('" + ack.name + "', " +
               std::to_string(ack.threads) + " threads) stands by for the next re-plan");
+        co_await profile_standby(id);
         co_return id;
+    }
+
+    // A worker on standby has no measured step time: with failover or the
+    // balancer on, time its compute on this model's blocks now (it computes
+    // nothing else), so that the balancer and the re-plan know its speed.
+    // A failure costs only the profile.
+    asio::awaitable<void> profile_standby(DeviceId id) {
+        if (!opt_.balance && !opt_.failover) co_return;
+        {
+            std::lock_guard lock(profiles_mutex_);
+            if (profiles_.count(id)) co_return;
+        }
+        const std::string who = "device " + std::to_string(id) + " (" + workers_[id - 1].str() + ")";
+        try {
+            co_await lock_control();
+            ControlUnlock unlock{this};
+            auto expect_frame = [this](DeviceId d, wire::FrameType t) { return expect(d, t); };
+            const auto m = co_await request_profile(tcp_, id, *model_, opt_.standby_profiler, opt_.chunk_bytes,
+                                                    expect_frame, who);
+            const double step = predicted_decode_seconds(m.profile, shape_, BlockRange{0, model_->config().n_blocks()});
+            {
+                std::lock_guard lock(profiles_mutex_);
+                profiles_[id] = m.profile;
+            }
+            char buf[160];
+            std::snprintf(buf, sizeof buf, "profiled in %.2f s: %.3f ms per token for the whole model (%llu tensor bytes sent)",
+                          m.seconds, step * 1e3, static_cast<unsigned long long>(m.bytes_sent));
+            event("standby: device " + std::to_string(id) + " " + buf);
+        } catch (const std::exception& e) {
+            log(who + ": profiling on standby failed, so no re-plan can weigh it: " + e.what());
+        }
     }
 
     asio::awaitable<void> rejoin_loop(WorkerEndpoint w) {
@@ -539,8 +591,12 @@ private:
                 log(std::string("balancer: stats poll failed: ") + e.what());
                 continue;
             }
+            const auto standby_speed = standby_speeds(plan);
+            for (const auto& [id, speed] : standby_speed)
+                if (const auto it = acks_.find(id); it != acks_.end())
+                    budget[id] = static_cast<double>(it->second.memory_budget);
             const auto left = static_cast<double>(coordinator_->tokens_left());
-            auto d = balancer_->window(plan, samples, budget, left);
+            auto d = balancer_->window(plan, samples, budget, left, standby_speed);
             publish_monitor(plan, polled);
             if (!d) continue;
             event("rebalance: " + d->why + "; moving " + plan.describe() + " -> " + d->next.describe());
@@ -555,6 +611,41 @@ private:
                 });
             });
         }
+    }
+
+    // The speed of each connected device that `plan` leaves out, in the
+    // balancer's units (block cost per second), from its profile's predicted
+    // decode step over the whole model. Profiles time blocks alone; a device
+    // of the plan that also has a profile shows how real steps compare
+    // (measured step / predicted step), and the median of those ratios
+    // scales the prediction. Network thread.
+    std::map<DeviceId, double> standby_speeds(const Plan& plan) const {
+        std::map<DeviceId, double> out;
+        const auto known = profiles();
+        if (known.empty()) return out;
+        std::vector<double> ratios;
+        for (const auto& st : plan.stages) {
+            const auto pi = known.find(st.device);
+            const auto t = balancer_->monitor().step_seconds(st.device);
+            if (pi == known.end() || !t) continue;
+            const double predicted = predicted_decode_seconds(pi->second, shape_, st.blocks);
+            if (predicted > 0) ratios.push_back(*t / predicted);
+        }
+        double scale = 1;
+        if (!ratios.empty()) {
+            std::sort(ratios.begin(), ratios.end());
+            scale = ratios[ratios.size() / 2];
+        }
+        const auto& cost = balancer_->block_cost();
+        const double total_cost = std::accumulate(cost.begin(), cost.end(), 0.0);
+        for (DeviceId id = 1; id <= workers_.size(); ++id) {
+            if (plan.stage_of_device(id) || !tcp_.connected(id)) continue;
+            const auto pi = known.find(id);
+            if (pi == known.end()) continue;
+            const double step = predicted_decode_seconds(pi->second, shape_, BlockRange{0, model_->config().n_blocks()});
+            if (step > 0) out[id] = total_cost / (step * scale);
+        }
+        return out;
     }
 
     void event(const std::string& e) const {
@@ -751,42 +842,19 @@ private:
                 log("device " + std::to_string(id) + " = " + w.str() + " ('" + ack.name + "') stands by (no blocks)");
             } catch (const std::exception& e) {
                 log("device " + std::to_string(id) + " = " + w.str() + " left out and unreachable: " + e.what());
+                continue;
             }
+            co_await profile_standby(id);
         }
     }
 
     // Sends exactly the tensors the worker asked for, in chunks.
     asio::awaitable<void> stream_tensors(DeviceId id, const std::vector<wire::TensorDesc>& all,
                                          const std::vector<std::uint64_t>& wanted) {
-        std::uint64_t total = 0, sent = 0;
-        std::vector<const wire::TensorDesc*> todo;
-        std::set<std::uint64_t> seen;
-        for (const auto h : wanted) {
-            if (!seen.insert(h).second) continue;  // equal contents travel once
-            for (const auto& d : all)
-                if (d.hash == h) {
-                    todo.push_back(&d);
-                    total += d.bytes;
-                    break;
-                }
-        }
-        if (todo.size() != seen.size()) throw ProtocolError("device " + std::to_string(id), "asked for unknown tensors");
-        if (opt_.progress) opt_.progress(id, 0, total);
-        for (const auto* d : todo) {
-            const auto& t = model_->file().tensor(d->name);
-            for (std::uint64_t off = 0; off < t.n_bytes(); off += opt_.chunk_bytes) {
-                const auto n = std::min<std::uint64_t>(opt_.chunk_bytes, t.n_bytes() - off);
-                wire::TensorChunk c;
-                c.hash = d->hash;
-                c.offset = off;
-                c.total = t.n_bytes();
-                c.data.resize(static_cast<std::size_t>(n));
-                std::memcpy(c.data.data(), t.data.data() + off, static_cast<std::size_t>(n));
-                co_await tcp_.send_control(id, wire::FrameType::TensorChunk, c);
-                sent += n;
-                if (opt_.progress) opt_.progress(id, sent, total);
-            }
-        }
+        std::function<void(std::uint64_t, std::uint64_t)> progress;
+        if (opt_.progress) progress = [this, id](std::uint64_t sent, std::uint64_t total) { opt_.progress(id, sent, total); };
+        const std::string who = "device " + std::to_string(id);  // named: GCC 12 and temporaries in co_await
+        co_await stream_asked_tensors(tcp_, id, model_->file(), all, wanted, opt_.chunk_bytes, who, progress);
     }
 
     void shutdown() {
@@ -834,6 +902,9 @@ private:
     std::thread net_thread_;
     std::map<DeviceId, wire::Ready> ready_;
     std::map<DeviceId, wire::HelloAck> acks_;
+    ModelShape shape_;                          // block kinds and weights, for profiles' predictions
+    mutable std::mutex profiles_mutex_;
+    std::map<DeviceId, DeviceProfile> profiles_;  // guarded by profiles_mutex_
     std::unique_ptr<Coordinator<TcpTransport, FifoScheduler>> coordinator_;
     std::vector<double> migration_seconds_;
     std::uint64_t model_id_ = 0;          // set by setup(), before any Assign
