@@ -124,9 +124,11 @@ struct RemoteOptions {
     /// profiling). A worker that stands by -- left out by the plan, or joined
     /// later -- is measured when it connects, with `standby_profiler`, if
     /// failover or balance could use it: the balancer then counts it as a
-    /// device of that speed, and the re-plan gets its profile.
+    /// device of that speed, and the re-plan gets its profile. The
+    /// standby profile is short (a short prefill: the balancer reads only
+    /// the decode times): the worker may share a machine with running ones.
     std::map<DeviceId, DeviceProfile> profiles;
-    ProfilerOptions standby_profiler{.reps = 3, .min_run_seconds = 1e-3};
+    ProfilerOptions standby_profiler{.reps = 3, .prefill_tokens = 8, .min_run_seconds = 1e-3};
     /// Rebalancing and failover events as they happen (also logged).
     std::function<void(const std::string&)> on_event;
 };
