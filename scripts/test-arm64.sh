@@ -28,7 +28,11 @@ step "[arm64] build the tests and the tandem CLI for aarch64 (-j${JOBS})"
 # tests on x86 and are left out here to keep CI short.
 targets=(test_kernels test_kernels_dotprod test_model test_runtime test_transport tandem_cli)
 cmake --build --preset arm64 -j "$JOBS" --target "${targets[@]}"
-file build/arm64/bin/tandem | grep -q 'ARM aarch64' || { echo "build/arm64/bin/tandem is not an aarch64 program" >&2; false; }
+# ELF magic, then e_machine (bytes 18-19, little-endian) = 183, EM_AARCH64. With od
+# (coreutils): `file` is not on a fresh Debian machine.
+elf_head=$(od -An -t x1 -N 20 build/arm64/bin/tandem | tr -d ' \n')
+[ "${elf_head:0:8}" = 7f454c46 ] && [ "${elf_head:36:4}" = b700 ] ||
+  { echo "build/arm64/bin/tandem is not an aarch64 program (ELF header: $elf_head)" >&2; false; }
 
 step "[arm64] run the tests under qemu-aarch64 (ctest --preset arm64)"
 # A test that fails is run once more: under emulation on a busy machine, the
