@@ -65,6 +65,33 @@ struct Workers {
     }
 };
 
+/// The events a pipeline reports (from its own threads), for checks and
+/// failure messages.
+struct EventLog {
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    std::function<void(const std::string&)> sink() {
+        return [this](const std::string& e) {
+            std::lock_guard lock(mutex);
+            lines.push_back(e);
+        };
+    }
+    std::string text() {
+        std::lock_guard lock(mutex);
+        std::string all;
+        for (const auto& e : lines) all += e + "\n";
+        return all;
+    }
+};
+
+/// A worker's arguments as an emulated phone: 40x slower than this machine
+/// (so that a step lasts milliseconds, like a phone's), one thread.
+std::vector<std::string> phone_args(const FastLinks& fl) {
+    auto a = fl.args();
+    for (const auto* x : {"--slowdown", "40", "--threads", "1"}) a.push_back(x);
+    return a;
+}
+
 }  // namespace
 
 TEST_CASE("resilience: blocks move between workers mid-generation with 3 requests in flight; texts unchanged" *
@@ -173,12 +200,8 @@ TEST_CASE("resilience: a new worker and a killed worker that comes back join, an
     ro.max_in_flight = 3;
     ro.failover = true;
     ro.rejoin_interval = std::chrono::milliseconds(100);
-    std::vector<std::string> events;
-    std::mutex events_mutex;
-    ro.on_event = [&](const std::string& e) {
-        std::lock_guard lock(events_mutex);
-        events.push_back(e);
-    };
+    EventLog events;
+    ro.on_event = events.sink();
     RemotePipeline p(model, endpoints(cl.ws), Plan::even(model->config(), device_ids(2)), ro);
 
     // A new device joins before the run: it stands by, holding no blocks.
@@ -212,8 +235,7 @@ TEST_CASE("resilience: a new worker and a killed worker that comes back join, an
     });
     const auto results = p.run();
     check_texts(results, expected);
-    std::string all_events;
-    for (const auto& e : events) all_events += e + "\n";
+    const auto all_events = events.text();
     INFO("events:\n" << all_events);
     CHECK(rejoined);
     REQUIRE(p.recoveries().size() == 2);
@@ -282,8 +304,7 @@ struct BalanceRun {
     std::string trace;                    // the run's trace (JSON)
 };
 
-// Three emulated phones, 40x slower than this machine (so that a step lasts
-// milliseconds, like a phone's); `extra2` shapes worker 2.
+// Three emulated phones (phone_args); `extra2` shapes worker 2.
 BalanceRun balance_run(const std::string& tag, bool balance, const std::vector<std::string>& extra2, double tail_from) {
     const FastLinks fl;
     const auto dir = fresh_dir(tag);
@@ -291,8 +312,7 @@ BalanceRun balance_run(const std::string& tag, bool balance, const std::vector<s
     TlsConfig tls(ClusterKey::load(key));
     std::vector<std::unique_ptr<WorkerProcess>> ws;
     for (int i = 0; i < 3; ++i) {
-        auto a = fl.args();
-        for (const auto* x : {"--slowdown", "40", "--threads", "1"}) a.push_back(x);
+        auto a = phone_args(fl);
         if (i == 1)
             for (const auto& x : extra2) a.push_back(x);
         ws.push_back(std::make_unique<WorkerProcess>(dir, "w" + std::to_string(i + 1), key, a));
@@ -416,28 +436,20 @@ TEST_CASE("resilience: a worker that joins is profiled on arrival, and the balan
     const auto key = make_key(dir);
     TlsConfig tls(ClusterKey::load(key));
     // Emulated phones as in balance_run(), all equally fast.
-    auto phone = [&] {
-        auto a = fl.args();
-        for (const auto* x : {"--slowdown", "40", "--threads", "1"}) a.push_back(x);
-        return a;
-    };
     std::vector<std::unique_ptr<WorkerProcess>> ws;
-    for (int i = 0; i < 2; ++i) ws.push_back(std::make_unique<WorkerProcess>(dir, "w" + std::to_string(i + 1), key, phone()));
+    for (int i = 0; i < 2; ++i)
+        ws.push_back(std::make_unique<WorkerProcess>(dir, "w" + std::to_string(i + 1), key, phone_args(fl)));
     const auto model = Model::from_file(GgufFile::open(test::stories260k()), BlockRange{0, 0});
     auto ro = remote_options(&tls, fl);
     ro.max_in_flight = 3;
     ro.balance = true;
     ro.balance_interval = std::chrono::milliseconds(150);
-    std::vector<std::string> events;
-    std::mutex events_mutex;
-    ro.on_event = [&](const std::string& e) {
-        std::lock_guard lock(events_mutex);
-        events.push_back(e);
-    };
+    EventLog events;
+    ro.on_event = events.sink();
     const Plan two = Plan::even(model->config(), device_ids(2));
     RemotePipeline p(model, endpoints(ws), two, ro);
     // A third phone joins: it stands by, and is timed on this model's blocks.
-    WorkerProcess w3(dir, "w3", key, phone());
+    WorkerProcess w3(dir, "w3", key, phone_args(fl));
     REQUIRE(p.add_worker(w3.endpoint()) == 3);
     CHECK(p.standby() == std::vector<DeviceId>{3});
     const auto profiles = p.profiles();
@@ -447,8 +459,7 @@ TEST_CASE("resilience: a worker that joins is profiled on arrival, and the balan
     submit_prompts(p, [] {}, 300);
     const auto results = p.run();
     check_texts(results, expected);
-    std::string all_events;
-    for (const auto& e : events) all_events += e + "\n";
+    const auto all_events = events.text();
     INFO("events:\n" << all_events);
     MESSAGE("events:\n" << all_events);
     CHECK(all_events.find("standby: device 3 profiled") != std::string::npos);
