@@ -274,6 +274,7 @@ private:
     // Has worker `id` time the sampled blocks, streaming it the tensors it lacks.
     asio::awaitable<DeviceProfile> measure_worker(DeviceId id, LiveWorker& lw) {
         const auto w = who(id);
+        log(w + ": profiling (sending the sampled blocks' tensors it lacks, then timing them)");
         auto expect_frame = [this](DeviceId d, wire::FrameType t) { return expect(d, t); };
         const auto m = co_await request_profile(tcp_, id, model_, opt_.profiler, opt_.chunk_bytes, expect_frame, w);
         lw.bytes_sent = m.bytes_sent;
