@@ -6,10 +6,10 @@
 // The decode bound is this machine's measured read bandwidth divided by the
 // bytes a decode step must read (every weight but the embedding, plus one
 // embedding row and the KV cache). Models: the real stories260K, and synthetic
-// tinyllama-1.1b in Q8_0 and Q4_0 (written by `tandem synth`'s library into
-// --synth-dir when missing).
+// ones named SHAPE-TYPE after `tandem synth`'s shapes and types (default
+// tinyllama-1.1b in Q8_0 and Q4_0), written into --synth-dir when missing.
 //
-//   bench-engine-bench [--models stories260K,tinyllama-q8_0,tinyllama-q4_0] [--threads 1,2]
+//   bench-engine-bench [--models stories260K,tinyllama-1.1b-q8_0,tinyllama-1.1b-q4_0] [--threads 1,2]
 //                      [--prompt 64] [--decode 32] [--runs 5] [--synth-dir DIR] [--json FILE]
 #include <chrono>
 #include <cstdio>
@@ -46,19 +46,20 @@ bool exists(const std::string& p) {
 std::string model_file(const std::string& name, const std::string& synth_dir) {
     if (name == "stories260K") return std::string(TANDEM_MODELS_DIR) + "/stories260K.gguf";
     const auto dash = name.rfind('-');
-    const std::string type = name.substr(dash + 1);
+    if (dash == std::string::npos) throw ConfigError("model name " + name + " is not stories260K or SHAPE-TYPE");
+    const std::string shape = name.substr(0, dash), type = name.substr(dash + 1);
     const std::string path = synth_dir + "/" + name + ".gguf";
     if (exists(path)) return path;
     const auto t = parse_type_name(type);
     if (!t) throw ConfigError("unknown type in model name " + name);
-    std::fprintf(stderr, "writing %s (synthetic tinyllama-1.1b, %s) ...\n", path.c_str(), type.c_str());
+    std::fprintf(stderr, "writing %s (synthetic %s, %s) ...\n", path.c_str(), shape.c_str(), type.c_str());
     const auto vocab = GgufFile::open(std::string(TANDEM_MODELS_DIR) + "/vocab/ggml-vocab-llama-spm.gguf");
     ThreadPool pool(0);
     SynthOptions opt;
     opt.type = *t;
     opt.pool = &pool;
     ::mkdir(synth_dir.c_str(), 0755);
-    write_synth_model(path, find_synth_shape("tinyllama-1.1b"), vocab, opt);
+    write_synth_model(path, find_synth_shape(shape), vocab, opt);
     return path;
 }
 
@@ -71,7 +72,7 @@ struct Result {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string models = "stories260K,tinyllama-q8_0,tinyllama-q4_0", threads_s = "1,2", json, synth_dir = "synth-models";
+    std::string models = "stories260K,tinyllama-1.1b-q8_0,tinyllama-1.1b-q4_0", threads_s = "1,2", json, synth_dir = "synth-models";
     int prompt = 64, decode = 32, runs = 5;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i], v = argv[i + 1];

@@ -104,6 +104,42 @@ TEST_CASE("kernels: matmul gives bit-identical results on 1 and 3 threads") {
     }
 }
 
+TEST_CASE("kernels: batched Q4_0 and Q8_0 at the extremes of their quants match matmul_slow") {
+    // The packed batch path sums 8 vpmaddubsw results in int16 for Q4_0: the
+    // largest |sum| is 8 * 2 * 15 * 127 = 30480 (all quants 15, all activations
+    // at +-127), which must not saturate. Q8_0 quants of -128 (a file may hold
+    // them; ggml's quantizer never writes them) go through int16 products.
+    ThreadPool pool(2);
+    const std::int64_t rows = 21, cols = 512;  // two full groups of 8 and a partial one
+    for (const auto t : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+        for (const float sign : {1.0f, -1.0f}) {
+            CAPTURE(type_name(t));
+            CAPTURE(sign);
+            std::vector<std::uint8_t> data(static_cast<std::size_t>(rows) * row_bytes(t, cols));
+            const std::size_t block = t == GgmlType::Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+            for (std::size_t off = 0; off < data.size(); off += block) {
+                const std::uint16_t d = fp32_to_fp16(0.01f);
+                std::memcpy(&data[off], &d, 2);
+                std::memset(&data[off + 2], t == GgmlType::Q4_0 ? 0xff : 0x80, block - 2);  // 15 | -128
+            }
+            const auto w = weight_view(t, rows, cols, data.data());
+            for (const std::int64_t n : {2, 5, 64}) {
+                CAPTURE(n);
+                std::vector<float> x(static_cast<std::size_t>(n * cols), sign * 3.0f);
+                std::vector<float> y(static_cast<std::size_t>(n * rows), 0.0f);
+                matmul(w, x.data(), n, y.data(), pool);
+                check_against_slow(w, x, n, y, matmul_activation_type(t));
+                // And the exact value: every product is d * q * x with x = +-3
+                // quantized exactly (amax / 127 * 127).
+                const double q = t == GgmlType::Q4_0 ? 15 - 8 : -128;
+                const double expect = static_cast<double>(fp16_to_fp32(fp32_to_fp16(0.01f))) * q * sign * 3.0 * cols;
+                CHECK(y[0] == doctest::Approx(expect).epsilon(1e-3));
+                CHECK(y.back() == doctest::Approx(expect).epsilon(1e-3));
+            }
+        }
+    }
+}
+
 TEST_CASE("kernels: one token and the same token inside a batch agree") {
     ThreadPool pool(2);
     for (const auto t : kTypes) {

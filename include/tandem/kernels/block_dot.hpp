@@ -18,8 +18,8 @@
 // limits are 2 integer multiplies and ~2 vector loads per cycle):
 //  - prep  (W16): quants widened to int16 with the zero point removed, met by
 //    int16 activations with vpmaddwd (16 products summed in pairs into 8
-//    int32 lanes, two per block). For signed Q8_0 weights this beats the
-//    vpmaddubsw sign trick in batches.
+//    int32 lanes, two per block): block_dot_i32. (Batches of Q8_0 and Q4_0 use
+//    the row-interleaved Packed8 of matmul_quant.hpp instead.)
 //  - prep8 (W8): quants as bytes for vpmaddubsw (unsigned x signed bytes into
 //    int16 pairs, then vpmaddwd by 1 into int32): the 4/5-bit quants go in
 //    unsigned as stored (|pair| <= 2 * 31 * 128, no saturation), the zero

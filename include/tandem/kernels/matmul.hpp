@@ -89,7 +89,13 @@ struct PreparedInput {
 /// Rows of each weight go to threads in multiples of this (whole tiles).
 inline std::int64_t split_unit(GgmlType type, std::int64_t n) noexcept {
     switch (matmul_activation_type(type)) {
-        case GgmlType::Q8_0: return std::max(QuantTile::kRows, QuantTile::kRowsDecode);
+        case GgmlType::Q8_0:
+#if defined(TANDEM_KERNELS_AVX2)
+            // Batches of Q4_0 and Q8_0 take packed groups of 8 rows (any split
+            // gives the same results; this one leaves no group half empty).
+            if (n > 1 && (type == GgmlType::Q4_0 || type == GgmlType::Q8_0)) return 8;
+#endif
+            return std::max(QuantTile::kRows, QuantTile::kRowsDecode);
         case GgmlType::Q8_K: return 4;
         default: return n >= FloatTile::kEigenTokens ? FloatTile::kEigenRows : FloatTile::kRows;
     }
