@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
         }
     }
     std::vector<Result> results;
-    std::printf("%-16s %3s %12s %12s %14s %12s %8s\n", "model", "thr", "prefill t/s", "decode t/s", "bound t/s",
+    std::printf("%-20s %3s %12s %12s %14s %12s %8s\n", "model", "thr", "prefill t/s", "decode t/s", "bound t/s",
                 "MB/token", "of bound");
     for (const auto& name : split(models)) {
         const auto path = model_file(name, synth_dir);
@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
             res.bandwidth_gbs = bw.median_gbs;
             res.bytes_per_token = bytes;
             res.bound_tps = bw.median_gbs * 1e9 / bytes;
-            std::printf("%-16s %3u %12.1f %12.1f %14.1f %12.1f %7.0f%%\n", name.c_str(), nt, res.prefill_tps,
+            std::printf("%-20s %3u %12.1f %12.1f %14.1f %12.1f %7.0f%%\n", name.c_str(), nt, res.prefill_tps,
                         res.decode_tps, res.bound_tps, bytes / 1e6, 100.0 * res.decode_tps / res.bound_tps);
             std::fflush(stdout);
             results.push_back(res);

@@ -223,7 +223,7 @@ inline void quantize_acts(const float* x, std::int64_t n, std::int64_t cols, Qua
             }
         }
     };
-    if (pool != nullptr && n > 1 && pool->size() > 1)
+    if (pool != nullptr && n > 1 && pool->size() > 1 && n * cols >= (1 << 15))  // below: faster than a wake-up
         pool->parallel_for(n, rows);
     else
         rows(0, n);

@@ -145,8 +145,12 @@ public:
                               scratch.data(), heads_pool);
         };
         for (std::int64_t t = 0; t < n; ++t) kv.at(batch.seq_ids[static_cast<std::size_t>(t)]);  // create caches here, not in threads
+        std::int64_t work = 0;  // multiply-adds over the batch's positions, per head dimension
+        for (std::int64_t t = 0; t < n; ++t) work += (batch.positions[static_cast<std::size_t>(t)] + 1) * c.n_heads * hd;
         if (n == 1)
             one(0, &pool);
+        else if (pool.size() == 1 || work < (1 << 16))  // small: done before the pool would have woken up
+            for (std::int64_t t = 0; t < n; ++t) one(t, nullptr);
         else
             pool.parallel_for(n, [&](std::int64_t t0, std::int64_t t1) {
                 for (std::int64_t t = t0; t < t1; ++t) one(t, nullptr);
